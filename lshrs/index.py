@@ -1,0 +1,568 @@
+"""`LSHRS`: validate -> hash -> buckets (Redis) -> store -> rerank."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis as redis_lib
+from numpy.typing import NDArray
+
+from lshrs import embedded, inputs, ranking
+from lshrs.buckets import FORMAT_VERSION, Buckets
+from lshrs.embeddings import Embedder, make_embedder
+from lshrs.hashing import Hasher, make_planes
+from lshrs.stores.base import Metadata, Rows, Store
+
+log = logging.getLogger("lshrs")
+
+# Defaults: see README "Choosing parameters" for the measurement behind them.
+DEFAULT_NUM_TABLES = 12
+DEFAULT_NUM_BITS = 14
+DEFAULT_NUM_PROBES = 12
+DEFAULT_SEED = 0
+DEFAULT_ID_BYTES = 8
+DEFAULT_BATCH_SIZE = 10_000
+# Below this many indexed vectors a query scans the store exactly: that is
+# both faster than probing and the only way tiny indexes answer top_k fully.
+DEFAULT_EXACT_BELOW = 2_000
+# A query short of top_k candidates retries once with this many times the probes.
+_WIDEN_FACTOR = 8
+
+_HASH_PARAMS = ("dim", "num_tables", "num_bits", "seed", "id_bytes")
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    `score` is the exact cosine similarity when the query reranks; with
+    ``rerank=False`` it is the fraction of tables in which the id collided
+    with the query, and `text` and `metadata` are None.
+    """
+
+    id: int
+    score: float
+    text: str | None = None
+    metadata: Metadata | None = None
+
+
+class LSHRS:
+    """A locality-sensitive-hashing index: buckets in Redis, documents in a store.
+
+    All arguments are keyword-only and optional. Parameters that define the
+    hash functions (dim, num_tables, num_bits, seed, id_bytes) are saved in
+    Redis under `name`; a later `LSHRS(name=...)` on the same Redis reads them
+    back, and passing a conflicting value raises ValueError.
+
+    Args:
+        name: index name, the Redis key prefix ``lshrs:{name}:``.
+        dim: vector dimension; inferred from the store or the first vectors.
+        num_tables: hash tables (L). More tables, more recall and memory.
+        num_bits: bits per table (K). More bits, smaller buckets.
+        num_probes: buckets visited per table at query time (multi-probe).
+        seed: seed of the hyperplanes (drawn once, then stored in Redis).
+        id_bytes: 8 for any int64 id, 4 to halve bucket memory when ids fit int32.
+        redis: an existing redis-py client (``Redis`` or ``RedisCluster``).
+        redis_url: used when `redis` is not given; else ``REDIS_URL``; else an
+            embedded server under `data_dir`.
+        store: where documents live; default an SQLite file under `data_dir`.
+        data_dir: directory of the embedded Redis and SQLite data.
+        embedding_model: sentence-transformers name or model, or any callable
+            texts -> (n, d) array; used for texts given to ingest and query.
+        batch_size: rows per batch in index() and ingest().
+        show_progress: show a progress bar in index().
+        exact_below: scan the store exactly while the index holds fewer vectors.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "default",
+        dim: int | None = None,
+        num_tables: int | None = None,
+        num_bits: int | None = None,
+        num_probes: int = DEFAULT_NUM_PROBES,
+        seed: int | None = None,
+        id_bytes: int | None = None,
+        redis: Any = None,
+        redis_url: str | None = None,
+        store: Store | None = None,
+        data_dir: str | Path = embedded.DEFAULT_DATA_DIR,
+        embedding_model: str | Embedder | Any | None = None,
+        embed_batch_size: int = 64,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        show_progress: bool = False,
+        exact_below: int = DEFAULT_EXACT_BELOW,
+    ) -> None:
+        self.name = inputs.check_name(name)
+        self.num_probes = _positive("num_probes", num_probes)
+        self.batch_size = _positive("batch_size", batch_size)
+        self.show_progress = show_progress
+        self.exact_below = exact_below
+        self.redis, self._owns_client = _connect(redis, redis_url, data_dir)
+        if store is None:
+            from lshrs.stores.sqlite import SQLiteStore
+
+            store = SQLiteStore(Path(data_dir) / "lshrs.sqlite3", table=name)
+        self.store: Store = store
+        self._embedding_model = embedding_model
+        self._embed_batch_size = embed_batch_size
+        self._embedder: Embedder | None = None
+        requested = {"dim": dim, "num_tables": num_tables, "num_bits": num_bits, "seed": seed, "id_bytes": id_bytes}
+        self._requested = {k: v for k, v in requested.items() if v is not None}
+        _check_params(self._requested)
+        self.buckets = Buckets(self.redis, self.name)
+        self.hasher: Hasher | None = None
+        self.params: dict[str, int] = {}
+        self._attach()
+
+    # -- parameters and attach -------------------------------------------
+
+    def _attach(self) -> bool:
+        """Load the index definition from Redis, or create it once dim is known."""
+        meta = self.buckets.read_meta()
+        if meta:
+            self._load(meta)
+            return True
+        dim = self._requested.get("dim") or self.store.dim()
+        if dim:
+            self._create(int(dim))
+            return True
+        return False
+
+    def _load(self, meta: dict[str, bytes]) -> None:
+        version = int(meta.get("format", b"0"))
+        if version != FORMAT_VERSION:
+            raise ValueError(f"index {self.name!r}: format version {version}, this lshrs reads {FORMAT_VERSION}")
+        params = {k: int(meta[k]) for k in _HASH_PARAMS}
+        conflicts = {k: (v, params[k]) for k, v in self._requested.items() if params[k] != v}
+        if conflicts:
+            detail = ", ".join(f"{k}={got} (index has {have})" for k, (got, have) in conflicts.items())
+            raise ValueError(f"index {self.name!r} exists with other parameters: {detail}")
+        planes = np.frombuffer(meta["planes"], dtype="<f4").reshape(params["dim"], -1).astype(np.float32)
+        self.params = params
+        self.buckets.id_bytes = params["id_bytes"]
+        self.hasher = Hasher(planes, params["num_tables"], params["num_bits"])
+
+    def _create(self, dim: int) -> None:
+        params = {
+            "dim": dim,
+            "num_tables": self._requested.get("num_tables", DEFAULT_NUM_TABLES),
+            "num_bits": self._requested.get("num_bits", DEFAULT_NUM_BITS),
+            "seed": self._requested.get("seed", DEFAULT_SEED),
+            "id_bytes": self._requested.get("id_bytes", DEFAULT_ID_BYTES),
+        }
+        planes = make_planes(dim, params["num_tables"], params["num_bits"], params["seed"])
+        fields: dict[str, Any] = {**params, "format": FORMAT_VERSION, "planes": planes.astype("<f4").tobytes()}
+        if self.buckets.create_meta(fields):
+            log.info("created index %r: %s", self.name, params)
+        self._load(self.buckets.read_meta())
+
+    def _ready(self, dim: int) -> Hasher:
+        """The hasher, creating the index from the first vectors' dimension if needed."""
+        if self.hasher is None and not self._attach():
+            self._create(dim)
+        assert self.hasher is not None
+        return self.hasher
+
+    @property
+    def dim(self) -> int | None:
+        return self.params.get("dim")
+
+    def _ids(self, ids: Any, **kwargs: Any) -> NDArray[np.int64]:
+        return inputs.as_ids(ids, id_bytes=self.params.get("id_bytes", DEFAULT_ID_BYTES), **kwargs)
+
+    # -- embedding ---------------------------------------------------------
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """Embed texts with the configured model (loaded on first use)."""
+        if self._embedder is None:
+            self._embedder = make_embedder(self._embedding_model, self._embed_batch_size)
+        return inputs.as_vectors(self._embedder(list(texts)), dim=self.dim, name="embeddings")
+
+    # -- writes ------------------------------------------------------------
+
+    def ingest(
+        self,
+        texts: Sequence[str] | None = None,
+        vectors: Any = None,
+        *,
+        ids: Any = None,
+        metadata: Sequence[Metadata | None] | None = None,
+    ) -> NDArray[np.int64]:
+        """Add or replace documents: the store first, then the buckets.
+
+        Give `texts` (embedded with the configured model), `vectors`, or both
+        (vectors used, texts stored). Re-ingesting an id replaces its row and
+        moves it out of its old buckets. Without `ids`, fresh ones are drawn.
+
+        Returns:
+            The ids written, in input order.
+        """
+        batch = self._validate_batch(texts, vectors, ids, metadata)
+        hasher = self._ready(batch.vectors.shape[1])
+        written = []
+        for lo in range(0, len(batch), self.batch_size):
+            part = _slice(batch, lo, lo + self.batch_size)
+            if ids is None:
+                part.ids = self._new_ids(len(part))
+            old = self.store.get(part.ids, payload=False)
+            self.store.put(part.ids, part.vectors, part.texts, part.metadata)
+            self.buckets.apply(
+                add=self.buckets.group(part.ids, hasher.codes(part.vectors)),
+                remove=self.buckets.group(old.ids, hasher.codes(old.vectors)) if len(old) else None,
+            )
+            written.append(part.ids)
+        return np.concatenate(written)
+
+    def _validate_batch(self, texts: Any, vectors: Any, ids: Any, metadata: Any) -> Rows:
+        if texts is None and vectors is None:
+            raise ValueError("ingest: give texts, vectors, or both")
+        text_list = inputs.as_texts(texts) if texts is not None else None
+        if vectors is not None:
+            vecs = inputs.as_vectors(vectors, dim=self.dim)
+        else:
+            vecs = self.embed(text_list or [])
+        n = len(vecs)
+        if text_list is not None:
+            inputs.check_length("texts", len(text_list), n)
+        meta = inputs.as_metadata(metadata, n)
+        id_arr = self._ids(ids) if ids is not None else np.zeros(n, np.int64)
+        inputs.check_length("ids", len(id_arr), n)
+        return Rows(id_arr, vecs, text_list, meta)
+
+    def _new_ids(self, n: int) -> NDArray[np.int64]:
+        """Ids from a counter in Redis, skipping any the store already holds."""
+        while True:
+            end = int(self.redis.hincrby(self.buckets.meta_key, "next_id", n))
+            ids = np.arange(end - n + 1, end + 1, dtype=np.int64)
+            if len(self.store.get(ids, payload=False)) == 0:
+                return ids
+
+    def index(self, ids: Any = None, vectors: Any = None, *, rebuild: bool = False) -> int:
+        """Build buckets for rows already in the store.
+
+        Without arguments, streams the store in id order and indexes every row
+        past the checkpoint of the last run, so an interrupted build resumes
+        where it stopped and a finished one picks up rows added since.
+        ``rebuild=True`` drops the buckets and starts over.
+
+        With `ids` and `vectors`, indexes those arrays directly (the rows are
+        expected in the store already, e.g. loaded by your own tooling).
+
+        Returns:
+            Number of rows indexed by this call.
+        """
+        if ids is not None or vectors is not None:
+            return self._index_arrays(ids, vectors)
+        if rebuild:
+            self._drop_buckets()
+        return self._index_store()
+
+    def _index_arrays(self, ids: Any, vectors: Any) -> int:
+        vecs = inputs.as_vectors(vectors, dim=self.dim)
+        id_arr = self._ids(ids)
+        inputs.check_length("ids", len(id_arr), len(vecs))
+        hasher = self._ready(vecs.shape[1])
+        for lo in range(0, len(id_arr), self.batch_size):
+            part_ids, part_vecs = id_arr[lo : lo + self.batch_size], vecs[lo : lo + self.batch_size]
+            self.buckets.apply(add=self.buckets.group(part_ids, hasher.codes(part_vecs)))
+        return len(id_arr)
+
+    def _index_store(self) -> int:
+        meta = self.buckets.read_meta()
+        checkpoint = int(meta["indexed_through"]) if "indexed_through" in meta else None
+        fresh = checkpoint is None and self.buckets.entry_count() == 0
+        # A fresh build only appends. A resumed or incremental one removes
+        # each batch's ids before appending, so rows that a crash or ingest()
+        # already placed are not placed twice.
+        careful = not fresh and meta.get("build") != b"fresh"
+        first = True
+        if fresh:
+            self.buckets.set_meta(build="fresh")
+        done = 0
+        with _progress(self.show_progress, self.store, self.name) as bar:
+            for rows in self.store.scan(batch_size=self.batch_size, after=checkpoint):
+                hasher = self._ready(rows.vectors.shape[1])
+                rows.vectors = inputs.as_vectors(rows.vectors, dim=hasher.planes.shape[0], name="stored vectors")
+                group = self.buckets.group(rows.ids, hasher.codes(rows.vectors))
+                self.buckets.apply(add=group, remove=group if (careful or (first and not fresh)) else None)
+                self.buckets.set_meta(indexed_through=int(rows.ids[-1]))
+                first = False
+                done += len(rows)
+                bar.update(len(rows))
+        self.buckets.set_meta(build="done")
+        return done
+
+    def _drop_buckets(self) -> None:
+        meta = self.buckets.read_meta()
+        self.buckets.clear()
+        if meta:
+            keep = {k: meta[k] for k in (*_HASH_PARAMS, "format", "planes", "next_id") if k in meta}
+            self.buckets.create_meta(keep)
+
+    def delete(self, ids: Any) -> int:
+        """Remove documents from the buckets, then from the store.
+
+        Unknown ids are ignored. Buckets go first: their entries are found by
+        re-hashing the stored vectors, which must still be there.
+
+        Returns:
+            How many of the ids were in the store (and are now gone).
+        """
+        id_arr = self._ids(ids)
+        if self.hasher is None:
+            return 0
+        rows = self.store.get(id_arr, payload=False)
+        if len(rows):
+            self.buckets.apply(remove=self.buckets.group(rows.ids, self.hasher.codes(rows.vectors)))
+        return self.store.delete(rows.ids) if len(rows) else 0
+
+    def clear(self) -> int:
+        """Delete this index's Redis keys (buckets, parameters); the store is left as is.
+
+        Returns:
+            Number of Redis keys removed.
+        """
+        removed = self.buckets.clear()
+        self.hasher = None
+        self.params = {}
+        return removed
+
+    # -- queries -----------------------------------------------------------
+
+    def query(
+        self,
+        query: str | Any,
+        *,
+        top_k: int = 10,
+        top_p: float | None = None,
+        rerank: bool = True,
+        num_probes: int | None = None,
+    ) -> list[Hit]:
+        """Nearest documents to one text or vector, best first.
+
+        Args:
+            top_k: results wanted; a reranked query returns min(top_k, rows).
+            top_p: fraction in (0, 1] of the LSH candidates, ranked by
+                collision count, whose vectors are fetched and reranked by
+                exact cosine (never fewer than top_k). None reranks them all.
+            rerank: False skips the store and ranks ids by collision count.
+            num_probes: buckets visited per table (default: the instance's).
+        """
+        queries = [query] if isinstance(query, str) else inputs.as_vectors(query, dim=self.dim, name="query")
+        if len(queries) != 1:
+            raise ValueError(f"query: expected one vector, got {len(queries)}; use query_many")
+        return self.query_many(queries, top_k=top_k, top_p=top_p, rerank=rerank, num_probes=num_probes)[0]
+
+    def query_many(
+        self,
+        queries: Sequence[str] | Any,
+        *,
+        top_k: int = 10,
+        top_p: float | None = None,
+        rerank: bool = True,
+        num_probes: int | None = None,
+    ) -> list[list[Hit]]:
+        """`query` for a batch: one bucket read and at most two store reads in all."""
+        inputs.check_top(top_k, top_p)
+        probes = _positive("num_probes", num_probes or self.num_probes)
+        if isinstance(queries, str):
+            raise TypeError("queries: expected a list of texts or an (n, d) array; use query() for one")
+        is_text = isinstance(queries, Sequence) and len(queries) > 0 and all(isinstance(q, str) for q in queries)
+        vecs = self.embed(inputs.as_texts(queries, name="queries")) if is_text else (
+            inputs.as_vectors(queries, dim=self.dim, name="queries")
+        )
+        if self.hasher is None and not self._attach():
+            return [[] for _ in range(len(vecs))]
+        count = self.count()
+        if rerank and count < self.exact_below:
+            return self._hits(self._exact(vecs, top_k), len(vecs), payload=True)
+        pairs = self._search(vecs, top_k, top_p, rerank, probes)
+        short = np.flatnonzero(pairs.per_query(len(vecs)) < min(top_k, count))
+        if len(short):
+            pairs = self._widen(pairs, vecs, short, top_k, top_p, rerank, probes * _WIDEN_FACTOR)
+        return self._hits(pairs, len(vecs), payload=rerank)
+
+    def _search(
+        self, vecs: NDArray[np.float32], top_k: int, top_p: float | None, rerank: bool, probes: int
+    ) -> ranking.Pairs:
+        assert self.hasher is not None
+        candidates = self._candidates(vecs, probes)
+        if not rerank:
+            scaled = ranking.Pairs(candidates.query, candidates.ids, candidates.value / self.hasher.num_tables)
+            return ranking.head(scaled, np.full(len(vecs), top_k))
+        limits = ranking.top_p_limits(candidates, len(vecs), top_k, top_p)
+        chosen = ranking.head(candidates, limits)
+        found = self.store.get(np.unique(chosen.ids), payload=False)
+        scored = ranking.cosine_pairs(chosen, vecs, found.ids, found.vectors)
+        return ranking.head(scored, np.full(len(vecs), top_k))
+
+    def _candidates(self, vecs: NDArray[np.float32], probes: int) -> ranking.Pairs:
+        """Ids in the probed buckets with their collision counts, ranked per query."""
+        assert self.hasher is not None
+        codes = self.hasher.probes(vecs, probes)  # (n, tables, probes)
+        tables = np.broadcast_to(np.arange(codes.shape[1])[:, None], codes.shape[1:])
+        slot_bucket = (tables[None] << self.hasher.num_bits | codes).reshape(-1)
+        unique_buckets, slot_key = np.unique(slot_bucket, return_inverse=True)
+        mask = (1 << self.hasher.num_bits) - 1
+        keys = [self.buckets.bucket_key(b >> self.hasher.num_bits, b & mask) for b in unique_buckets.tolist()]
+        members, sizes = self.buckets.fetch(keys)
+        slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
+        queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
+        return ranking.count_collisions(queries, ids)
+
+    def _widen(
+        self,
+        pairs: ranking.Pairs,
+        vecs: NDArray[np.float32],
+        short: NDArray[np.int64],
+        top_k: int,
+        top_p: float | None,
+        rerank: bool,
+        probes: int,
+    ) -> ranking.Pairs:
+        """Re-run the queries short of top_k with more probes and splice them back."""
+        log.debug("widening %d queries to %d probes", len(short), probes)
+        again = self._search(vecs[short], top_k, top_p, rerank, probes)
+        keep = pairs.take(~np.isin(pairs.query, short))
+        again = ranking.Pairs(short[again.query], again.ids, again.value)
+        merged = ranking.Pairs(
+            np.r_[keep.query, again.query], np.r_[keep.ids, again.ids], np.r_[keep.value, again.value]
+        )
+        return ranking.rank(merged)
+
+    def _exact(self, vecs: NDArray[np.float32], top_k: int) -> ranking.Pairs:
+        """Brute-force cosine over every stored row (small indexes)."""
+        best = ranking.Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+        for rows in self.store.scan(batch_size=self.batch_size):
+            part = ranking.exact_top_k(vecs, rows.ids, rows.vectors, top_k)
+            merged = ranking.Pairs(
+                np.r_[best.query, part.query], np.r_[best.ids, part.ids], np.r_[best.value, part.value]
+            )
+            best = ranking.head(ranking.rank(merged), np.full(len(vecs), top_k))
+        return best
+
+    def _hits(self, pairs: ranking.Pairs, n_queries: int, *, payload: bool) -> list[list[Hit]]:
+        results: list[list[Hit]] = [[] for _ in range(n_queries)]
+        texts: dict[int, str | None] = {}
+        metas: dict[int, Metadata | None] = {}
+        if payload and len(pairs):
+            rows = self.store.get(np.unique(pairs.ids), payload=True)
+            texts = dict(zip(rows.ids.tolist(), rows.texts or []))
+            metas = dict(zip(rows.ids.tolist(), rows.metadata or []))
+        for q, i, s in zip(pairs.query.tolist(), pairs.ids.tolist(), pairs.value.tolist()):
+            results[q].append(Hit(i, s, texts.get(i), metas.get(i)))
+        return results
+
+    # -- introspection -----------------------------------------------------
+
+    def count(self) -> int:
+        """Vectors in the buckets (each holds one entry per table)."""
+        if not self.params:
+            return 0
+        return self.buckets.entry_count() // self.params["num_tables"]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts, parameters, bucket-size distribution and Redis memory.
+
+        Reads every bucket's length, so it costs one SCAN of this index's keys.
+        """
+        sizes = self.buckets.bucket_sizes()
+        pct = np.percentile(sizes, [50, 90, 99]).tolist() if len(sizes) else [0, 0, 0]
+        memory = self.redis.info("memory")
+        return {
+            "name": self.name,
+            "count": self.count(),
+            "store_count": self.store.count(),
+            **self.params,
+            "num_probes": self.num_probes,
+            "buckets": int(len(sizes)),
+            "bucket_size": {
+                "mean": float(sizes.mean()) if len(sizes) else 0.0,
+                "p50": pct[0],
+                "p90": pct[1],
+                "p99": pct[2],
+                "max": int(sizes.max()) if len(sizes) else 0,
+            },
+            "bucket_payload_bytes": int(sizes.sum()) * self.params.get("id_bytes", DEFAULT_ID_BYTES),
+            "redis_used_memory": int(memory.get("used_memory", 0)) if isinstance(memory, dict) else None,
+        }
+
+    def close(self) -> None:
+        """Close the Redis client if this object created it."""
+        if self._owns_client:
+            self.redis.close()
+
+    def __enter__(self) -> LSHRS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"LSHRS(name={self.name!r}, params={self.params}, store={type(self.store).__name__})"
+
+
+def _connect(client: Any, url: str | None, data_dir: str | Path) -> tuple[Any, bool]:
+    if client is not None:
+        return client, False
+    url = url or os.environ.get("REDIS_URL")
+    if url:
+        return redis_lib.Redis.from_url(url), True
+    return embedded.connect(data_dir), True
+
+
+def _check_params(params: dict[str, int]) -> None:
+    for key, value in params.items():
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{key}: expected an int, got {type(value).__name__}")
+    if params.get("num_bits") is not None and not 1 <= params["num_bits"] <= 30:
+        raise ValueError(f"num_bits: expected 1..30, got {params['num_bits']}")
+    if params.get("id_bytes") is not None and params["id_bytes"] not in (4, 8):
+        raise ValueError(f"id_bytes: expected 4 or 8, got {params['id_bytes']}")
+    for key in ("dim", "num_tables"):
+        if key in params:
+            _positive(key, params[key])
+
+
+def _positive(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < 1:
+        raise ValueError(f"{name}: expected >= 1, got {value}")
+    return value
+
+
+def _slice(rows: Rows, lo: int, hi: int) -> Rows:
+    return Rows(
+        rows.ids[lo:hi],
+        rows.vectors[lo:hi],
+        None if rows.texts is None else rows.texts[lo:hi],
+        None if rows.metadata is None else rows.metadata[lo:hi],
+    )
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+
+def _progress(show: bool, store: Store, name: str) -> Any:
+    if not show:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=store.count(), desc=f"indexing {name}", unit="rows")

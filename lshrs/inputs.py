@@ -1,0 +1,143 @@
+"""Input checks: the whole error contract of the public verbs, in one place.
+
+Every verb validates its entire batch before its first write, so bad input
+raises and changes nothing:
+
+- TypeError: wrong kind of value (float or string ids, text that is not str,
+  metadata that is not a dict, a vector of strings).
+- ValueError: right kind, bad value: wrong shape or dimension, NaN/inf,
+  all-zero vectors, duplicate ids in one batch, ids outside the index's id
+  width, mismatched lengths, empty batches, top_k < 1, top_p outside (0, 1].
+
+Messages name the argument and show what was expected and what came.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lshrs.stores.base import Metadata
+
+
+def as_ids(ids: Any, *, id_bytes: int = 8, name: str = "ids", allow_empty: bool = False) -> NDArray[np.int64]:
+    """Integer ids as int64, unique and within the index's id width."""
+    arr = np.asarray(ids)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{name}: expected a 1-d sequence of integers, got shape {arr.shape}")
+    if len(arr) == 0:
+        if allow_empty:
+            return np.empty(0, np.int64)
+        raise ValueError(f"{name}: expected at least one id, got an empty batch")
+    if arr.dtype == object:
+        bad = next((v for v in arr.tolist() if not _is_int(v)), None)
+        if bad is not None:
+            raise TypeError(f"{name}: expected integers, got {type(bad).__name__} {bad!r}")
+        arr = np.array(arr.tolist(), dtype=np.int64)
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(f"{name}: expected integers, got dtype {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
+        raise ValueError(f"{name}: ids must fit in a signed 64-bit integer")
+    arr = arr.astype(np.int64)
+    lo, hi = id_range(id_bytes)
+    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
+        raise ValueError(f"{name}: expected ids in [{lo}, {hi}] (id_bytes={id_bytes}), got min {arr.min()} max {arr.max()}")
+    uniq, counts = np.unique(arr, return_counts=True)
+    if len(uniq) != len(arr):
+        dups = uniq[counts > 1][:5].tolist()
+        raise ValueError(f"{name}: duplicate ids in one batch: {dups}")
+    return arr
+
+
+def id_range(id_bytes: int) -> tuple[int, int]:
+    bits = 8 * id_bytes
+    return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_vectors(vectors: Any, *, dim: int | None, name: str = "vectors") -> NDArray[np.float32]:
+    """A finite, non-zero float32 matrix of shape (n, dim); one 1-d vector becomes n = 1."""
+    try:
+        arr = np.asarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name}: expected a numeric array of shape (n, d): {exc}") from None
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
+    expected = f"(n, {dim})" if dim else "(n, d)"
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise ValueError(f"{name}: expected shape {expected}, got {arr.shape}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name}: expected at least one vector, got an empty batch")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"{name}: expected shape {expected}, got {arr.shape}")
+    finite = np.isfinite(arr).all(axis=1)
+    if not finite.all():
+        raise ValueError(f"{name}: NaN or inf in rows {np.flatnonzero(~finite)[:5].tolist()}")
+    zero = ~arr.any(axis=1)
+    if zero.any():
+        raise ValueError(f"{name}: all-zero vectors have no direction, rows {np.flatnonzero(zero)[:5].tolist()}")
+    return np.ascontiguousarray(arr)
+
+
+def as_texts(texts: Any, *, name: str = "texts") -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, Sequence):
+        raise TypeError(f"{name}: expected a list of str, got {type(texts).__name__}")
+    if len(texts) == 0:
+        raise ValueError(f"{name}: expected at least one text, got an empty batch")
+    bad = next((t for t in texts if not isinstance(t, str)), None)
+    if bad is not None:
+        raise TypeError(f"{name}: expected str items, got {type(bad).__name__}")
+    return list(texts)
+
+
+def as_metadata(metadata: Any, n: int) -> list[Metadata | None] | None:
+    if metadata is None:
+        return None
+    if isinstance(metadata, dict):
+        metadata = [metadata]
+    if not isinstance(metadata, Sequence):
+        raise TypeError(f"metadata: expected a list of dicts, got {type(metadata).__name__}")
+    check_length("metadata", len(metadata), n)
+    bad = next((m for m in metadata if m is not None and not isinstance(m, dict)), None)
+    if bad is not None:
+        raise TypeError(f"metadata: expected dict or None items, got {type(bad).__name__}")
+    return list(metadata)
+
+
+def check_length(name: str, got: int, expected: int) -> None:
+    if got != expected:
+        raise ValueError(f"{name}: expected {expected} items to match the batch, got {got}")
+
+
+def check_top(top_k: Any, top_p: Any) -> None:
+    if not _is_int(top_k):
+        raise TypeError(f"top_k: expected an int, got {type(top_k).__name__}")
+    if top_k < 1:
+        raise ValueError(f"top_k: expected >= 1, got {top_k}")
+    if top_p is None:
+        return
+    if not isinstance(top_p, numbers.Real) or isinstance(top_p, bool):
+        raise TypeError(f"top_p: expected a float in (0, 1], got {type(top_p).__name__}")
+    if not (0.0 < float(top_p) <= 1.0) or math.isnan(top_p):
+        raise ValueError(f"top_p: expected a value in (0, 1], got {top_p}")
+
+
+def check_name(name: Any) -> str:
+    """Index names become key prefixes, so glob and separator characters are refused."""
+    if not isinstance(name, str):
+        raise TypeError(f"name: expected str, got {type(name).__name__}")
+    if not name or len(name) > 64 or not all(c.isascii() and (c.isalnum() or c in "_-.") for c in name):
+        raise ValueError(f"name: expected 1-64 characters from [A-Za-z0-9_.-], got {name!r}")
+    return name

@@ -1,0 +1,126 @@
+"""Candidate counting, top-p slicing and exact cosine rerank, for whole query batches.
+
+Pure numpy over flat (query, id) pairs: each function sorts once instead of
+looping over queries in Python.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Flat (query, id, value) triples grouped by query, best first within a query."""
+
+    query: NDArray[np.int64]
+    ids: NDArray[np.int64]
+    value: NDArray[np.float64]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def take(self, mask: NDArray[np.bool_]) -> Pairs:
+        return Pairs(self.query[mask], self.ids[mask], self.value[mask])
+
+    def per_query(self, n_queries: int) -> NDArray[np.int64]:
+        return np.bincount(self.query, minlength=n_queries)
+
+
+def expand_buckets(
+    members: NDArray[np.int64], sizes: NDArray[np.int64], slot_key: NDArray[np.int64], slot_query: NDArray[np.int64]
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Member ids of every probed bucket, tagged with the query that probed it.
+
+    Args:
+        members: ids of the unique fetched buckets, concatenated.
+        sizes: member count of each unique bucket.
+        slot_key: for each (query, table, probe) slot, its unique bucket index.
+        slot_query: the query of each slot.
+    """
+    starts = np.cumsum(sizes) - sizes
+    lengths = sizes[slot_key]
+    total = int(lengths.sum())
+    offsets = np.repeat(starts[slot_key] - (np.cumsum(lengths) - lengths), lengths)
+    positions = np.arange(total, dtype=np.int64) + offsets
+    return np.repeat(slot_query, lengths), members[positions]
+
+
+def count_collisions(queries: NDArray[np.int64], ids: NDArray[np.int64]) -> Pairs:
+    """Collision count of each distinct (query, id), ranked by count then id."""
+    if len(ids) == 0:
+        return Pairs(queries, ids, np.empty(0))
+    order = np.lexsort((ids, queries))
+    q, i = queries[order], ids[order]
+    first = np.r_[True, (q[1:] != q[:-1]) | (i[1:] != i[:-1])]
+    starts = np.flatnonzero(first)
+    counts = np.diff(np.r_[starts, len(q)])
+    return rank(Pairs(q[starts], i[starts], counts.astype(np.float64)))
+
+
+def rank(pairs: Pairs) -> Pairs:
+    """Sort by query, then value descending, then id (so ties are deterministic)."""
+    order = np.lexsort((pairs.ids, -pairs.value, pairs.query))
+    return Pairs(pairs.query[order], pairs.ids[order], pairs.value[order])
+
+
+def head(pairs: Pairs, limits: NDArray[np.int64]) -> Pairs:
+    """The first `limits[q]` pairs of every query (pairs must be ranked)."""
+    if len(pairs) == 0:
+        return pairs
+    starts = np.flatnonzero(np.r_[True, pairs.query[1:] != pairs.query[:-1]])
+    group_start = np.repeat(starts, np.diff(np.r_[starts, len(pairs)]))
+    within = np.arange(len(pairs)) - group_start
+    return pairs.take(within < limits[pairs.query])
+
+
+def top_p_limits(pairs: Pairs, n_queries: int, top_k: int, top_p: float | None) -> NDArray[np.int64]:
+    """How many candidates of each query to rerank: ceil(top_p * n), never fewer than top_k."""
+    counts = pairs.per_query(n_queries)
+    if top_p is None:
+        return counts
+    return np.maximum(np.ceil(counts * top_p - 1e-9).astype(np.int64), top_k)
+
+
+def normalize(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+
+
+def cosine_pairs(
+    pairs: Pairs, queries: NDArray[np.float32], found_ids: NDArray[np.int64], found_vectors: NDArray[np.float32]
+) -> Pairs:
+    """Exact cosine of every (query, candidate) pair whose vector was found, ranked.
+
+    Candidates missing from the store (deleted rows, or rows indexed from
+    arrays but never stored) are dropped here.
+    """
+    if len(found_ids) == 0 or len(pairs) == 0:
+        return Pairs(pairs.query[:0], pairs.ids[:0], np.empty(0))
+    order = np.argsort(found_ids)
+    sorted_ids = found_ids[order]
+    pos = np.minimum(np.searchsorted(sorted_ids, pairs.ids), len(sorted_ids) - 1)
+    found = sorted_ids[pos] == pairs.ids
+    kept = pairs.take(found)
+    rows = order[pos[found]]
+    qn = normalize(queries)
+    vn = normalize(found_vectors)
+    scores = np.einsum("ij,ij->i", qn[kept.query], vn[rows]).astype(np.float64)
+    return rank(Pairs(kept.query, kept.ids, scores))
+
+
+def exact_top_k(
+    queries: NDArray[np.float32], ids: NDArray[np.int64], vectors: NDArray[np.float32], top_k: int
+) -> Pairs:
+    """Brute-force cosine top-k of every query over all given rows."""
+    if len(ids) == 0:
+        return Pairs(np.empty(0, np.int64), ids, np.empty(0))
+    scores = normalize(queries) @ normalize(vectors).T
+    k = min(top_k, len(ids))
+    best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    query = np.repeat(np.arange(len(queries), dtype=np.int64), k)
+    flat = best.reshape(-1)
+    return rank(Pairs(query, ids[flat], scores[query, flat].astype(np.float64)))

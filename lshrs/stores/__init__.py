@@ -1,0 +1,1 @@
+"""Document stores: one module per backend, all following `lshrs.stores.base.Store`."""

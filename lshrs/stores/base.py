@@ -1,0 +1,97 @@
+"""The store protocol: where documents (id, vector, text, metadata) live.
+
+lshrs keeps only bucket -> ids in Redis; everything else is read from a store.
+Any object with these methods works; the shipped backends are one module each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+Metadata = dict[str, Any]
+
+
+@dataclass
+class Rows:
+    """A batch of documents; `vectors` row i belongs to `ids[i]`.
+
+    `texts` and `metadata` are None when the caller did not ask for them
+    (vector-only reads for reranking) and hold None entries for rows that
+    have no text or metadata.
+    """
+
+    ids: NDArray[np.int64]
+    vectors: NDArray[np.float32]
+    texts: list[str | None] | None = None
+    metadata: list[Metadata | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def empty_rows(dim: int) -> Rows:
+    """A zero-row batch of the given dimension."""
+    return Rows(np.empty(0, np.int64), np.empty((0, dim), np.float32), [], [])
+
+
+def in_requested_order(requested: NDArray[np.int64], found: Rows) -> Rows:
+    """Reorder rows a backend returned in any order to follow `requested`.
+
+    Unknown ids are dropped; an id asked for twice comes back twice.
+    """
+    if len(found) == 0:
+        return Rows(found.ids, found.vectors, found.texts, found.metadata)
+    order = np.argsort(found.ids, kind="stable")
+    sorted_ids = found.ids[order]
+    pos = np.searchsorted(sorted_ids, requested)
+    pos = np.minimum(pos, len(sorted_ids) - 1)
+    hit = sorted_ids[pos] == requested
+    take = order[pos[hit]]
+    pick = take.tolist()
+    return Rows(
+        found.ids[take],
+        found.vectors[take],
+        None if found.texts is None else [found.texts[i] for i in pick],
+        None if found.metadata is None else [found.metadata[i] for i in pick],
+    )
+
+
+@runtime_checkable
+class Store(Protocol):
+    """What `LSHRS` needs from a document store."""
+
+    def put(
+        self,
+        ids: NDArray[np.int64],
+        vectors: NDArray[np.float32],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Metadata | None] | None = None,
+    ) -> None:
+        """Insert or replace these rows (replace = the old row is gone)."""
+
+    def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
+        """Rows for the ids that exist, in the order asked; unknown ids are left out.
+
+        With ``payload=False`` only ids and vectors are read (the rerank path).
+        """
+
+    def delete(self, ids: NDArray[np.int64]) -> int:
+        """Remove rows; returns how many existed."""
+
+    def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
+        """All rows in ascending id order, batch by batch, starting past `after`.
+
+        Ascending order is what makes `LSHRS.index()` resumable: the last id of
+        a finished batch is the checkpoint.
+        """
+
+    def count(self) -> int:
+        """Number of rows."""
+
+    def dim(self) -> int | None:
+        """Vector dimension of the stored rows, None while the store is empty."""

@@ -1,0 +1,160 @@
+"""SQLite store: the embedded default, one file next to the embedded Redis data.
+
+Vectors are float32 blobs. Id lists travel as one JSON parameter read with
+``json_each``, so a lookup of thousands of ids is one statement with one bound
+value and no limit on the number of SQL variables.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
+
+
+def quote_identifier(name: str) -> str:
+    """Quote an SQL identifier (SQLite and Postgres share the rule)."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"identifier: expected a non-empty string without NUL, got {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def ids_json(ids: NDArray[np.int64]) -> str:
+    return json.dumps(np.asarray(ids, np.int64).tolist())
+
+
+def dump_metadata(meta: Metadata | None) -> str | None:
+    return None if meta is None else json.dumps(meta, ensure_ascii=False)
+
+
+def load_metadata(raw: str | bytes | None) -> Metadata | None:
+    return None if raw is None else json.loads(raw)
+
+
+class SQLiteStore:
+    """Documents in an SQLite table, created if missing.
+
+    Args:
+        path: database file, or an open ``sqlite3.Connection`` to use as is.
+        table: table name; the other arguments name its columns, so an
+            existing table can be used if its vector column holds float32 blobs.
+    """
+
+    def __init__(
+        self,
+        path: str | Path | sqlite3.Connection = "lshrs.sqlite3",
+        *,
+        table: str = "documents",
+        id_column: str = "id",
+        vector_column: str = "vector",
+        text_column: str = "text",
+        metadata_column: str | None = "metadata",
+    ) -> None:
+        if isinstance(path, sqlite3.Connection):
+            self._conn = path
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=60)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+        self._lock = threading.RLock()
+        self._t = quote_identifier(table)
+        self._id = quote_identifier(id_column)
+        self._vec = quote_identifier(vector_column)
+        self._text = quote_identifier(text_column)
+        self._meta = quote_identifier(metadata_column) if metadata_column else None
+        self._create_table()
+
+    def _create_table(self) -> None:
+        meta = f", {self._meta} TEXT" if self._meta else ""
+        with self._lock, self._conn:
+            self._conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._t} "
+                f"({self._id} INTEGER PRIMARY KEY, {self._vec} BLOB NOT NULL, {self._text} TEXT{meta})"
+            )
+
+    def _columns(self, payload: bool) -> str:
+        cols = [self._id, self._vec]
+        if payload:
+            cols.append(self._text)
+            cols.append(self._meta or "NULL")
+        return ", ".join(cols)
+
+    def put(
+        self,
+        ids: NDArray[np.int64],
+        vectors: NDArray[np.float32],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Metadata | None] | None = None,
+    ) -> None:
+        ids = np.asarray(ids, np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype="<f4")
+        texts = texts if texts is not None else [None] * len(ids)
+        metas = [dump_metadata(m) for m in metadata] if metadata is not None else [None] * len(ids)
+        rows = zip(ids.tolist(), map(bytes, vectors), texts, metas)
+        cols = [self._id, self._vec, self._text] + ([self._meta] if self._meta else [])
+        marks = ", ".join("?" * len(cols))
+        if not self._meta:
+            rows = ((i, v, t) for i, v, t, _ in rows)  # type: ignore[assignment]
+        with self._lock, self._conn:
+            self._conn.execute(f"DELETE FROM {self._t} WHERE {self._id} IN (SELECT value FROM json_each(?))", (ids_json(ids),))
+            self._conn.executemany(f"INSERT INTO {self._t} ({', '.join(cols)}) VALUES ({marks})", rows)
+
+    def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
+        ids = np.asarray(ids, np.int64)
+        sql = f"SELECT {self._columns(payload)} FROM {self._t} WHERE {self._id} IN (SELECT value FROM json_each(?))"
+        with self._lock:
+            fetched = self._conn.execute(sql, (ids_json(ids),)).fetchall()
+        return in_requested_order(ids, self._rows(fetched, payload))
+
+    def _rows(self, fetched: list[tuple], payload: bool) -> Rows:
+        if not fetched:
+            return empty_rows(self.dim() or 0)
+        columns = list(zip(*fetched))
+        vectors = np.frombuffer(b"".join(columns[1]), dtype="<f4").reshape(len(fetched), -1)
+        return Rows(
+            np.array(columns[0], np.int64),
+            vectors.astype(np.float32),
+            list(columns[2]) if payload else None,
+            [load_metadata(m) for m in columns[3]] if payload else None,
+        )
+
+    def delete(self, ids: NDArray[np.int64]) -> int:
+        with self._lock, self._conn:
+            cur = self._conn.execute(
+                f"DELETE FROM {self._t} WHERE {self._id} IN (SELECT value FROM json_each(?))",
+                (ids_json(np.unique(ids)),),
+            )
+        return cur.rowcount
+
+    def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
+        last = after
+        while True:
+            where = "" if last is None else f"WHERE {self._id} > ?"
+            params = () if last is None else (last,)
+            sql = f"SELECT {self._columns(True)} FROM {self._t} {where} ORDER BY {self._id} LIMIT {int(batch_size)}"
+            with self._lock:
+                fetched = self._conn.execute(sql, params).fetchall()
+            if not fetched:
+                return
+            rows = self._rows(fetched, True)
+            last = int(rows.ids[-1])
+            yield rows
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM {self._t}").fetchone()[0])
+
+    def dim(self) -> int | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT length({self._vec}) FROM {self._t} LIMIT 1").fetchone()
+        return None if row is None else int(row[0]) // 4
+
+    def close(self) -> None:
+        self._conn.close()
