@@ -31,8 +31,10 @@ DEFAULT_BATCH_SIZE = 10_000
 # Below this many indexed vectors a query scans the store exactly: that is
 # both faster than probing and the only way tiny indexes answer top_k fully.
 DEFAULT_EXACT_BELOW = 2_000
-# A query short of top_k candidates retries once with this many times the probes.
+# A query short of top_k candidates retries once with this many times the probes;
+# if still short and the index is no larger than this, it scans the store.
 _WIDEN_FACTOR = 8
+_EXACT_FALLBACK_MAX = 200_000
 
 _HASH_PARAMS = ("dim", "num_tables", "num_bits", "seed", "id_bytes")
 
@@ -387,7 +389,13 @@ class LSHRS:
         pairs = self._search(vecs, top_k, top_p, rerank, probes)
         short = np.flatnonzero(pairs.per_query(len(vecs)) < min(top_k, count))
         if len(short):
-            pairs = self._widen(pairs, vecs, short, top_k, top_p, rerank, probes * _WIDEN_FACTOR)
+            again = self._search(vecs[short], top_k, top_p, rerank, probes * _WIDEN_FACTOR)
+            pairs = _splice(pairs, short, again)
+            short = np.flatnonzero(pairs.per_query(len(vecs)) < min(top_k, count))
+        if len(short) and rerank and count <= _EXACT_FALLBACK_MAX:
+            pairs = _splice(pairs, short, self._exact(vecs[short], top_k))
+        elif len(short):
+            log.warning("%d queries found fewer than top_k=%d candidates", len(short), top_k)
         return self._hits(pairs, len(vecs), payload=rerank)
 
     def _search(
@@ -417,26 +425,6 @@ class LSHRS:
         slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
         queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
         return ranking.count_collisions(queries, ids)
-
-    def _widen(
-        self,
-        pairs: ranking.Pairs,
-        vecs: NDArray[np.float32],
-        short: NDArray[np.int64],
-        top_k: int,
-        top_p: float | None,
-        rerank: bool,
-        probes: int,
-    ) -> ranking.Pairs:
-        """Re-run the queries short of top_k with more probes and splice them back."""
-        log.debug("widening %d queries to %d probes", len(short), probes)
-        again = self._search(vecs[short], top_k, top_p, rerank, probes)
-        keep = pairs.take(~np.isin(pairs.query, short))
-        again = ranking.Pairs(short[again.query], again.ids, again.value)
-        merged = ranking.Pairs(
-            np.r_[keep.query, again.query], np.r_[keep.ids, again.ids], np.r_[keep.value, again.value]
-        )
-        return ranking.rank(merged)
 
     def _exact(self, vecs: NDArray[np.float32], top_k: int) -> ranking.Pairs:
         """Brute-force cosine over every stored row (small indexes)."""
@@ -517,6 +505,16 @@ def _connect(client: Any, url: str | None, data_dir: str | Path) -> tuple[Any, b
     if url:
         return redis_lib.Redis.from_url(url), True
     return embedded.connect(data_dir), True
+
+
+def _splice(pairs: ranking.Pairs, queries: NDArray[np.int64], redone: ranking.Pairs) -> ranking.Pairs:
+    """Replace the results of `queries` (numbered 0.. in `redone`) inside `pairs`."""
+    keep = pairs.take(~np.isin(pairs.query, queries))
+    return ranking.rank(
+        ranking.Pairs(
+            np.r_[keep.query, queries[redone.query]], np.r_[keep.ids, redone.ids], np.r_[keep.value, redone.value]
+        )
+    )
 
 
 def _check_params(params: dict[str, int]) -> None:

@@ -17,25 +17,11 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
-
-
-def quote_identifier(name: str) -> str:
-    """Quote an SQL identifier (SQLite and Postgres share the rule)."""
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise ValueError(f"identifier: expected a non-empty string without NUL, got {name!r}")
-    return '"' + name.replace('"', '""') + '"'
+from lshrs.stores.sql import dump_metadata, load_metadata, quote_identifier
 
 
 def ids_json(ids: NDArray[np.int64]) -> str:
     return json.dumps(np.asarray(ids, np.int64).tolist())
-
-
-def dump_metadata(meta: Metadata | None) -> str | None:
-    return None if meta is None else json.dumps(meta, ensure_ascii=False)
-
-
-def load_metadata(raw: str | bytes | None) -> Metadata | None:
-    return None if raw is None else json.loads(raw)
 
 
 class SQLiteStore:

@@ -1,0 +1,278 @@
+"""Postgres store (psycopg 3): maps onto an existing table by column names.
+
+The vector column may be pgvector ``vector``, ``real[]``, ``double precision[]``
+or ``bytea`` (little-endian float32). Everything moves in Postgres' binary
+format: reads return each vector's raw bytes and a whole batch is parsed with
+one numpy view; writes build a binary COPY stream into a temporary table and
+replace the target rows from it in one transaction. Identifiers are quoted,
+values are always bound or sent through COPY.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import psycopg
+from numpy.typing import NDArray
+from psycopg import sql
+from psycopg.pq import Format
+
+from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
+from lshrs.stores.sql import dump_metadata
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_ID_FORMATS = {"bigint": ">q", "integer": ">i", "smallint": ">h"}
+_FLOAT_OIDS = {"real[]": (700, ">f4"), "double precision[]": (701, ">f8")}
+
+
+class PostgresStore:
+    """Documents in a Postgres table.
+
+    Args:
+        conninfo: a connection string, or an open ``psycopg.Connection``.
+        table: table name (optionally ``schema.table`` via `schema`).
+        id_column, vector_column, text_column, metadata_column: column names;
+            `text_column` and `metadata_column` may be None if the table has none.
+        create: create the table when missing, with a `vector_type` column.
+        vector_type: column type for a created table: ``"bytea"``, ``"real[]"``
+            or ``"vector"`` (needs the pgvector extension).
+    """
+
+    def __init__(
+        self,
+        conninfo: str | psycopg.Connection,
+        *,
+        table: str = "documents",
+        schema: str | None = None,
+        id_column: str = "id",
+        vector_column: str = "embedding",
+        text_column: str | None = "text",
+        metadata_column: str | None = "metadata",
+        create: bool = True,
+        vector_type: str = "bytea",
+    ) -> None:
+        if isinstance(conninfo, psycopg.Connection):
+            self._conn, self._owns = conninfo, False
+        else:
+            self._conn, self._owns = psycopg.connect(conninfo, autocommit=True), True
+        self._lock = threading.RLock()
+        self._table = sql.Identifier(schema, table) if schema else sql.Identifier(table)
+        self._names = {"id": id_column, "vector": vector_column, "text": text_column, "metadata": metadata_column}
+        self._col = {k: sql.Identifier(v) for k, v in self._names.items() if v}
+        if create:
+            self._create_table(vector_type)
+        self._types = self._column_types()
+        self._register_loaders()
+
+    # -- schema ------------------------------------------------------------
+
+    def _create_table(self, vector_type: str) -> None:
+        if vector_type not in ("bytea", "real[]", "vector"):
+            raise ValueError(f"vector_type: expected 'bytea', 'real[]' or 'vector', got {vector_type!r}")
+        parts = [sql.SQL("{} bigint PRIMARY KEY").format(self._col["id"])]
+        parts.append(sql.SQL("{} " + vector_type + " NOT NULL").format(self._col["vector"]))
+        if "text" in self._col:
+            parts.append(sql.SQL("{} text").format(self._col["text"]))
+        if "metadata" in self._col:
+            parts.append(sql.SQL("{} jsonb").format(self._col["metadata"]))
+        stmt = sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self._table, sql.SQL(", ").join(parts))
+        with self._lock, self._conn.transaction():
+            self._conn.execute(stmt)
+
+    def _column_types(self) -> dict[str, str]:
+        """The SQL type of each mapped column, e.g. {'vector': 'vector(384)'}."""
+        query = (
+            "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+            "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+        )
+        with self._lock:
+            found = dict(self._conn.execute(query, (self._table.as_string(self._conn),)).fetchall())
+        types = {}
+        for role, column in self._names.items():
+            if column is None:
+                continue
+            if column not in found:
+                raise ValueError(f"{role}_column: table has no column {column!r} (columns: {sorted(found)})")
+            types[role] = found[column]
+        base = types["vector"].split("(")[0]
+        if base not in ("vector", "bytea", *_FLOAT_OIDS):
+            raise ValueError(f"vector_column: unsupported type {types['vector']!r}; use vector, real[] or bytea")
+        if types["id"] not in _ID_FORMATS:
+            raise ValueError(f"id_column: expected an integer column, got {types['id']!r}")
+        return types
+
+    def _register_loaders(self) -> None:
+        """Read vector columns as raw bytes (parsed per batch), whatever their type."""
+        raw = self._conn.adapters.get_loader(psycopg.postgres.types["bytea"].oid, Format.BINARY)
+        base = self._types["vector"].split("(")[0]
+        self._loaders: list[tuple[int, Any]] = []
+        if base == "vector":
+            info = psycopg.types.TypeInfo.fetch(self._conn, "vector")
+            if info is None:
+                raise ValueError("vector_column is pgvector 'vector' but the extension is not installed")
+            self._loaders.append((info.oid, raw))
+        elif base in _FLOAT_OIDS:
+            self._loaders.append((psycopg.postgres.types[base.removesuffix("[]")].array_oid, raw))
+
+    def _cursor(self, name: str | None = None) -> Any:
+        """A binary cursor reading vectors raw; the loaders stay local to it, not the connection."""
+        cur = self._conn.cursor(name=name, binary=True) if name else self._conn.cursor(binary=True)
+        for oid, loader in self._loaders:
+            cur.adapters.register_loader(oid, loader)
+        return cur
+
+    # -- encoding ----------------------------------------------------------
+
+    def _parse_vectors(self, blobs: Sequence[bytes]) -> NDArray[np.float32]:
+        """Turn the raw binary values of a batch into one (n, d) float32 matrix."""
+        if not blobs:
+            return np.empty((0, 0), np.float32)
+        data = np.frombuffer(b"".join(blobs), dtype=np.uint8).reshape(len(blobs), -1)
+        base = self._types["vector"].split("(")[0]
+        if base == "bytea":
+            return data.view("<f4").astype(np.float32)
+        if base == "vector":  # int16 dim, int16 unused, then big-endian float4s
+            return data[:, 4:].copy().view(">f4").astype(np.float32)
+        _, fmt = _FLOAT_OIDS[base]  # 20-byte array header, then (int32 length, value) per element
+        width = np.dtype(fmt).itemsize
+        items = data[:, 20:].copy().view(np.dtype([("len", ">i4"), ("v", fmt)]))
+        if (items["len"] != width).any():
+            raise ValueError("vector_column: NULL elements in a stored vector")
+        return items["v"].astype(np.float32)
+
+    def _encode_vectors(self, vectors: NDArray[np.float32]) -> NDArray[np.uint8]:
+        """Each vector in the column's binary format, one row of bytes per vector."""
+        n, d = vectors.shape
+        base = self._types["vector"].split("(")[0]
+        if base == "bytea":
+            return vectors.astype("<f4").view(np.uint8).reshape(n, -1)
+        if base == "vector":
+            head = np.frombuffer(struct.pack(">hh", d, 0), np.uint8)
+            body = vectors.astype(">f4").view(np.uint8).reshape(n, -1)
+            return np.hstack([np.broadcast_to(head, (n, 4)), body])
+        oid, fmt = _FLOAT_OIDS[base]
+        head = np.frombuffer(struct.pack(">iiiii", 1, 0, oid, d, 1), np.uint8)
+        items = np.empty((n, d), np.dtype([("len", ">i4"), ("v", fmt)]))
+        items["len"] = np.dtype(fmt).itemsize
+        items["v"] = vectors
+        return np.hstack([np.broadcast_to(head, (n, 20)), items.view(np.uint8).reshape(n, -1)])
+
+    def _copy_stream(
+        self, ids: NDArray[np.int64], vectors: NDArray[np.float32], texts: Sequence[str | None] | None,
+        metadata: Sequence[Metadata | None] | None,
+    ) -> bytes:
+        """A binary COPY stream of the rows, columns in `self._columns()` order."""
+        id_fmt = _ID_FORMATS[self._types["id"]]
+        id_bytes = np.asarray(ids).astype(id_fmt).view(np.uint8).reshape(len(ids), -1)
+        vec_bytes = self._encode_vectors(vectors)
+        n_fields = len(self._col)
+        parts = [_COPY_HEADER]
+        for i in range(len(ids)):
+            fields = [bytes(id_bytes[i]), bytes(vec_bytes[i])]
+            if "text" in self._col:
+                text = texts[i] if texts is not None else None
+                fields.append(None if text is None else text.encode("utf-8"))
+            if "metadata" in self._col:
+                meta = dump_metadata(metadata[i]) if metadata is not None else None
+                prefix = b"\x01" if self._types["metadata"] == "jsonb" else b""
+                fields.append(None if meta is None else prefix + meta.encode("utf-8"))
+            parts.append(struct.pack(">h", n_fields))
+            for field in fields:
+                parts.append(struct.pack(">i", -1) if field is None else struct.pack(">i", len(field)) + field)
+        parts.append(_COPY_TRAILER)
+        return b"".join(parts)
+
+    def _columns(self, payload: bool = True) -> sql.Composed:
+        roles = ["id", "vector"] + ([r for r in ("text", "metadata") if r in self._col] if payload else [])
+        return sql.SQL(", ").join(self._col[r] for r in roles)
+
+    # -- protocol ----------------------------------------------------------
+
+    def put(
+        self,
+        ids: NDArray[np.int64],
+        vectors: NDArray[np.float32],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Metadata | None] | None = None,
+    ) -> None:
+        stream = self._copy_stream(np.asarray(ids, np.int64), np.asarray(vectors, np.float32), texts, metadata)
+        cols = self._columns()
+        with self._lock, self._conn.transaction():
+            cur = self._conn.cursor()
+            cur.execute(
+                sql.SQL("CREATE TEMP TABLE lshrs_incoming ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                    cols, self._table
+                )
+            )
+            with cur.copy(sql.SQL("COPY lshrs_incoming ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as copy:
+                copy.write(stream)
+            cur.execute(
+                sql.SQL("DELETE FROM {t} WHERE {id} IN (SELECT {id} FROM lshrs_incoming)").format(
+                    t=self._table, id=self._col["id"]
+                )
+            )
+            cur.execute(sql.SQL("INSERT INTO {} ({c}) SELECT {c} FROM lshrs_incoming").format(self._table, c=cols))
+
+    def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
+        ids = np.asarray(ids, np.int64)
+        stmt = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(
+            self._columns(payload), self._table, self._col["id"]
+        )
+        with self._lock:
+            cur = self._cursor()
+            fetched = cur.execute(stmt, (ids.tolist(),), prepare=True).fetchall()
+        return in_requested_order(ids, self._rows(fetched, payload))
+
+    def _rows(self, fetched: list[tuple[Any, ...]], payload: bool) -> Rows:
+        if not fetched:
+            return empty_rows(0)
+        columns = list(zip(*fetched))
+        has_text, has_meta = "text" in self._col, "metadata" in self._col
+        texts = list(columns[2]) if payload and has_text else [None] * len(fetched)
+        metas = list(columns[2 + has_text]) if payload and has_meta else [None] * len(fetched)
+        return Rows(
+            np.array(columns[0], np.int64),
+            self._parse_vectors(columns[1]),
+            texts if payload else None,
+            metas if payload else None,
+        )
+
+    def delete(self, ids: NDArray[np.int64]) -> int:
+        stmt = sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(self._table, self._col["id"])
+        with self._lock, self._conn.transaction():
+            return self._conn.execute(stmt, (np.unique(ids).tolist(),)).rowcount
+
+    def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
+        where = sql.SQL("") if after is None else sql.SQL("WHERE {} > %s").format(self._col["id"])
+        stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {}").format(
+            self._columns(), self._table, where, self._col["id"]
+        )
+        params = () if after is None else (int(after),)
+        with self._lock, self._conn.transaction():
+            cur = self._cursor("lshrs_scan")
+            cur.itersize = batch_size
+            cur.execute(stmt, params)
+            while batch := cur.fetchmany(batch_size):
+                yield self._rows(batch, True)
+            cur.close()
+
+    def count(self) -> int:
+        with self._lock:
+            row = self._conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table)).fetchone()
+        return int(row[0]) if row else 0
+
+    def dim(self) -> int | None:
+        stmt = sql.SQL("SELECT {} FROM {} LIMIT 1").format(self._col["vector"], self._table)
+        with self._lock:
+            cur = self._cursor()
+            row = cur.execute(stmt).fetchone()
+        return None if row is None else int(self._parse_vectors([row[0]]).shape[1])
+
+    def close(self) -> None:
+        if self._owns:
+            self._conn.close()

@@ -1,0 +1,117 @@
+"""Redis store: vectors and text in Redis hashes, next to (or apart from) the buckets.
+
+It exists to answer "is it faster to keep the vectors in Redis too?". Each
+document is a hash ``lshrs-docs:{name}:{id}`` with fields ``v`` (float32
+bytes), ``t`` (text) and ``m`` (JSON metadata). A sorted set of ids, ordered
+lexicographically on an offset, zero-padded form of each id, gives the
+ascending scan `LSHRS.index()` needs without float-precision limits on ids.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lshrs.inputs import check_name
+from lshrs.stores.base import Metadata, Rows, empty_rows
+from lshrs.stores.sql import dump_metadata
+
+_OFFSET = 1 << 63
+
+
+def _member(i: int) -> bytes:
+    return b"%020d" % (i + _OFFSET)
+
+
+class RedisStore:
+    """Documents in Redis hashes.
+
+    Args:
+        client: a redis-py client (may be the same one the index uses).
+        name: key namespace ``lshrs-docs:{name}:``, apart from the index's keys so
+            that `LSHRS.clear()` drops the buckets but never the documents.
+    """
+
+    def __init__(self, client: Any, *, name: str = "default") -> None:
+        self.client = client
+        self._prefix = f"lshrs-docs:{check_name(name)}:".encode()
+        self._ids_key = self._prefix + b"ids"
+
+    def _key(self, i: int) -> bytes:
+        return b"%s%d" % (self._prefix, i)
+
+    def put(
+        self,
+        ids: NDArray[np.int64],
+        vectors: NDArray[np.float32],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Metadata | None] | None = None,
+    ) -> None:
+        ids_list = np.asarray(ids, np.int64).tolist()
+        blobs = np.ascontiguousarray(vectors, dtype="<f4")
+        pipe = self.client.pipeline(transaction=False)
+        for row, i in enumerate(ids_list):
+            key = self._key(i)
+            pipe.delete(key)
+            fields: dict[str, bytes | str] = {"v": blobs[row].tobytes()}
+            text = texts[row] if texts is not None else None
+            meta = dump_metadata(metadata[row]) if metadata is not None else None
+            if text is not None:
+                fields["t"] = text
+            if meta is not None:
+                fields["m"] = meta
+            pipe.hset(key, mapping=fields)
+        pipe.zadd(self._ids_key, {_member(i): 0 for i in ids_list})
+        pipe.execute()
+
+    def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
+        ids = np.asarray(ids, np.int64)
+        fields = ("v", "t", "m") if payload else ("v",)
+        pipe = self.client.pipeline(transaction=False)
+        for i in ids.tolist():
+            pipe.hmget(self._key(i), fields)
+        replies = pipe.execute()
+        found = [k for k, r in enumerate(replies) if r[0] is not None]
+        if not found:
+            return empty_rows(0)
+        vectors = np.frombuffer(b"".join(replies[k][0] for k in found), dtype="<f4").reshape(len(found), -1)
+        return Rows(
+            ids[found],
+            vectors.astype(np.float32),
+            [None if replies[k][1] is None else replies[k][1].decode() for k in found] if payload else None,
+            [None if replies[k][2] is None else json.loads(replies[k][2]) for k in found] if payload else None,
+        )
+
+    def delete(self, ids: NDArray[np.int64]) -> int:
+        ids_list = np.unique(np.asarray(ids, np.int64)).tolist()
+        if not ids_list:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for i in ids_list:
+            pipe.unlink(self._key(i))
+        pipe.zrem(self._ids_key, *[_member(i) for i in ids_list])
+        return int(sum(pipe.execute()[:-1]))
+
+    def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
+        low = b"-" if after is None else b"(" + _member(after)
+        while True:
+            members = self.client.zrangebylex(self._ids_key, low, b"+", start=0, num=batch_size)
+            if not members:
+                return
+            ids = np.array([int(m) - _OFFSET for m in members], np.int64)
+            yield self.get(ids)
+            low = b"(" + members[-1]
+
+    def count(self) -> int:
+        return int(self.client.zcard(self._ids_key))
+
+    def dim(self) -> int | None:
+        first = self.client.zrange(self._ids_key, 0, 0)
+        if not first:
+            return None
+        blob = self.client.hget(self._key(int(first[0]) - _OFFSET), "v")
+        return None if blob is None else len(blob) // 4

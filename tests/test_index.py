@@ -1,0 +1,215 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import clustered, exact_top_k
+from lshrs import LSHRS, MemoryStore
+
+
+def bucket_members(redis_client, name):
+    """Every id in every bucket of an index, read straight from Redis."""
+    found = []
+    for key in redis_client.scan_iter(match=f"lshrs:{name}:b:*".encode()):
+        found += np.frombuffer(redis_client.get(key), "<i8").tolist()
+    return found
+
+
+def test_recall_at_default_parameters(make_index):
+    data = clustered(20_200)
+    vectors, queries = data[:20_000], data[20_000:]  # queries from the same clusters, not in the index
+    lsh = make_index()
+    ids = lsh.ingest(vectors=vectors)
+    hits = lsh.query_many(queries, top_k=10)
+    truth = ids[exact_top_k(queries, vectors, 10)]
+    recall = np.mean([len({h.id for h in hits[i]} & set(truth[i].tolist())) / 10 for i in range(len(queries))])
+    assert recall >= 0.9, recall
+    for row in hits:
+        scores = [h.score for h in row]
+        assert scores == sorted(scores, reverse=True)
+
+
+def test_query_returns_top_k_with_exact_scores(make_index):
+    vectors = clustered(5_000)
+    lsh = make_index()
+    ids = lsh.ingest(vectors=vectors, texts=[f"doc {i}" for i in range(5_000)], metadata=[{"i": i} for i in range(5000)])
+    hits = lsh.query(vectors[42], top_k=5)
+    assert len(hits) == 5
+    assert hits[0].id == ids[42] and hits[0].text == "doc 42" and hits[0].metadata == {"i": 42}
+    assert hits[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_small_index_returns_min_k_rows(make_index):
+    lsh = make_index()
+    lsh.ingest(vectors=np.random.default_rng(0).standard_normal((3, 6)))
+    assert len(lsh.query(np.ones(6), top_k=4)) == 3
+    assert len(lsh.query(np.ones(6), top_k=2)) == 2
+
+
+def test_above_exact_threshold_still_returns_k(make_index):
+    lsh = make_index(exact_below=10, num_bits=20)
+    lsh.ingest(vectors=np.random.default_rng(0).standard_normal((200, 16)))
+    hits = lsh.query(np.random.default_rng(1).standard_normal(16), top_k=8)
+    assert len(hits) == 8
+
+
+def test_top_p_reranks_a_slice_and_rerank_false_counts(make_index):
+    vectors = clustered(5_000)
+    lsh = make_index()
+    lsh.ingest(vectors=vectors)
+    narrow = lsh.query(vectors[7], top_k=10, top_p=0.01)
+    assert len(narrow) == 10
+    fast = lsh.query(vectors[7], top_k=10, rerank=False)
+    assert len(fast) == 10
+    assert all(0 < h.score <= 1 and h.text is None for h in fast)
+    assert fast[0].score == 1.0  # the vector itself collides in every table
+
+
+def test_reattach_from_another_process_gives_same_results(make_index, redis_url, name):
+    from lshrs import SQLiteStore
+
+    store_path = f"/tmp/{name}.sqlite3"
+    lsh = make_index(store=SQLiteStore(store_path, table=name), num_tables=6, num_bits=12, seed=5)
+    vectors = clustered(3_000, dim=32)
+    lsh.ingest(vectors=vectors)
+    mine = [h.id for h in lsh.query(vectors[11], top_k=10)]
+    code = f"""
+import numpy as np, sys
+sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parents[1])!r})
+from lshrs import LSHRS, SQLiteStore
+lsh = LSHRS(name={name!r}, redis_url={redis_url!r}, store=SQLiteStore({store_path!r}, table={name!r}))
+print(lsh.params["num_tables"], lsh.params["seed"])
+v = np.frombuffer(bytes.fromhex(sys.stdin.read()), dtype=np.float32)
+print(",".join(str(h.id) for h in lsh.query(v, top_k=10)))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], input=vectors[11].tobytes().hex(), capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out[0:2] == ["6", "5"]
+    assert [int(x) for x in out[2].split(",")] == mine
+
+
+def test_attach_with_conflicting_parameters_raises(make_index, redis_client, name):
+    lsh = make_index(num_tables=5)
+    lsh.ingest(vectors=np.ones((1, 8)))
+    with pytest.raises(ValueError, match="num_tables=7"):
+        LSHRS(name=name, redis=redis_client, store=MemoryStore(), num_tables=7)
+    with pytest.raises(ValueError, match="dim=9"):
+        LSHRS(name=name, redis=redis_client, store=MemoryStore(), dim=9)
+    same = LSHRS(name=name, redis=redis_client, store=MemoryStore(), num_tables=5)
+    assert same.params == lsh.params
+
+
+def test_upsert_moves_an_id_between_buckets(make_index, redis_client, name):
+    lsh = make_index(num_tables=8)
+    rng = np.random.default_rng(0)
+    lsh.ingest(vectors=rng.standard_normal((500, 16)), ids=np.arange(500))
+    a = rng.standard_normal(16)
+    b = -a  # opposite vector: every sign flips, so no bucket is shared
+    lsh.ingest(vectors=[a], ids=[1000])
+    lsh.ingest(vectors=[b], ids=[1000])
+    members = bucket_members(redis_client, name)
+    assert members.count(1000) == 8
+    assert lsh.count() == 501
+    assert 1000 not in [h.id for h in lsh.query(a, top_k=5, rerank=False)]
+    assert lsh.query(b, top_k=1, rerank=False)[0].id == 1000
+
+
+def test_delete_leaves_no_trace(make_index, redis_client, name):
+    lsh = make_index()
+    vectors = clustered(2_000)
+    ids = lsh.ingest(vectors=vectors)
+    gone = ids[:50]
+    assert lsh.delete(np.r_[gone, [10**12]]) == 50
+    members = set(bucket_members(redis_client, name))
+    assert not members & set(gone.tolist())
+    assert len(lsh.store.get(gone)) == 0
+    assert lsh.count() == 1_950
+    assert all(h.id not in set(gone.tolist()) for h in lsh.query(vectors[0], top_k=20))
+    assert lsh.delete([10**12 + 1]) == 0
+
+
+def test_clear_leaves_other_indexes_alone(make_index, redis_client, name):
+    a = make_index(name=name + "a")
+    b = make_index(name=name + "b")
+    other_key = f"lshrs:{name}a-not-an-index"
+    redis_client.set(other_key, "keep")
+    a.ingest(vectors=clustered(300))
+    b.ingest(vectors=clustered(300))
+    before = sorted(redis_client.scan_iter(match=f"lshrs:{name}b:*"))
+    assert a.clear() > 0
+    assert not list(redis_client.scan_iter(match=f"lshrs:{name}a:*"))
+    assert sorted(redis_client.scan_iter(match=f"lshrs:{name}b:*")) == before
+    assert redis_client.get(other_key) == b"keep"
+    assert len(b.query(clustered(1)[0], top_k=3)) == 3
+    redis_client.delete(other_key)
+
+
+class Crashing:
+    """Wraps a real store and fails its scan after some batches (fault injection)."""
+
+    def __init__(self, store, fail_after):
+        self.store, self.fail_after = store, fail_after
+
+    def __getattr__(self, attr):
+        return getattr(self.store, attr)
+
+    def scan(self, **kwargs):
+        for n, rows in enumerate(self.store.scan(**kwargs)):
+            if n == self.fail_after:
+                raise ConnectionError("injected")
+            yield rows
+
+
+def test_index_resumes_after_a_crash(make_index, redis_client, name):
+    store = MemoryStore()
+    vectors = clustered(5_000)
+    store.put(np.arange(5_000), vectors)
+    crashing = make_index(store=Crashing(store, fail_after=3), batch_size=1_000, num_tables=6)
+    with pytest.raises(ConnectionError):
+        crashing.index()
+    assert 0 < crashing.count() < 5_000
+    resumed = make_index(store=store, batch_size=1_000)
+    assert resumed.index() == 2_000
+    members = bucket_members(redis_client, name)
+    assert len(members) == 5_000 * 6
+    assert np.array_equal(np.unique(members), np.arange(5_000))
+    assert resumed.count() == 5_000
+    assert resumed.index() == 0  # finished: nothing new to do
+    store.put(np.arange(5_000, 5_100), clustered(100, seed=3))
+    resumed.ingest(vectors=clustered(1, seed=4), ids=[5_050])  # already placed by ingest
+    assert resumed.index() == 100
+    assert len(bucket_members(redis_client, name)) == 5_100 * 6
+
+
+def test_index_arrays_and_rebuild(make_index, redis_client, name):
+    store = MemoryStore()
+    vectors = clustered(3_000)
+    store.put(np.arange(3_000), vectors)
+    lsh = make_index(store=store)
+    assert lsh.index(np.arange(3_000), vectors) == 3_000
+    assert lsh.count() == 3_000
+    assert lsh.index(rebuild=True) == 3_000
+    assert lsh.count() == 3_000
+    assert lsh.query(vectors[5], top_k=1)[0].id == 5
+
+
+def test_generated_ids_skip_existing_rows(make_index):
+    lsh = make_index()
+    lsh.ingest(vectors=np.ones((2, 4)), ids=[1, 2])
+    new = lsh.ingest(vectors=np.eye(4)[:3] + 0.1)
+    assert len(set(new.tolist()) & {1, 2}) == 0
+    assert lsh.store.count() == 5
+
+
+def test_stats(make_index):
+    lsh = make_index(num_tables=4, num_bits=8)
+    lsh.ingest(vectors=clustered(1_000))
+    stats = lsh.stats()
+    assert stats["count"] == 1_000 and stats["store_count"] == 1_000
+    assert stats["num_tables"] == 4 and stats["num_bits"] == 8
+    assert stats["bucket_payload_bytes"] == 1_000 * 4 * 8
+    assert 0 < stats["buckets"] <= 4 * 256
+    assert stats["bucket_size"]["max"] >= stats["bucket_size"]["p50"]
+    assert stats["redis_used_memory"] > 0
