@@ -178,7 +178,8 @@ class LSHRS:
         return self.params.get("dim")
 
     def _ids(self, ids: Any, **kwargs: Any) -> NDArray[np.int64]:
-        return inputs.as_ids(ids, id_bytes=self.params.get("id_bytes", DEFAULT_ID_BYTES), **kwargs)
+        width = self.params.get("id_bytes") or self._requested.get("id_bytes", DEFAULT_ID_BYTES)
+        return inputs.as_ids(ids, id_bytes=width, **kwargs)
 
     # -- embedding ---------------------------------------------------------
 
@@ -374,7 +375,7 @@ class LSHRS:
     ) -> list[list[Hit]]:
         """`query` for a batch: one bucket read and at most two store reads in all."""
         inputs.check_top(top_k, top_p)
-        probes = _positive("num_probes", num_probes or self.num_probes)
+        probes = _positive("num_probes", self.num_probes if num_probes is None else num_probes)
         if isinstance(queries, str):
             raise TypeError("queries: expected a list of texts or an (n, d) array; use query() for one")
         is_text = isinstance(queries, Sequence) and len(queries) > 0 and all(isinstance(q, str) for q in queries)

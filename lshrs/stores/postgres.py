@@ -4,12 +4,13 @@ The vector column may be pgvector ``vector``, ``real[]``, ``double precision[]``
 or ``bytea`` (little-endian float32). Everything moves in Postgres' binary
 format: reads return each vector's raw bytes and a whole batch is parsed with
 one numpy view; writes build a binary COPY stream into a temporary table and
-replace the target rows from it in one transaction. Identifiers are quoted,
+update or insert the target rows from it in one transaction. Identifiers are quoted,
 values are always bound or sent through COPY.
 """
 
 from __future__ import annotations
 
+import re
 import struct
 import threading
 from collections.abc import Iterator, Sequence
@@ -27,6 +28,7 @@ from lshrs.stores.sql import dump_metadata
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
 _ID_FORMATS = {"bigint": ">q", "integer": ">i", "smallint": ">h"}
+_JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash + "u0000"
 _FLOAT_OIDS = {"real[]": (700, ">f4"), "double precision[]": (701, ">f8")}
 
 
@@ -200,6 +202,7 @@ class PostgresStore:
         texts: Sequence[str | None] | None = None,
         metadata: Sequence[Metadata | None] | None = None,
     ) -> None:
+        _check_no_nul(texts, metadata)
         stream = self._copy_stream(np.asarray(ids, np.int64), np.asarray(vectors, np.float32), texts, metadata)
         cols = self._columns()
         with self._lock, self._conn.transaction():
@@ -211,12 +214,21 @@ class PostgresStore:
             )
             with cur.copy(sql.SQL("COPY lshrs_incoming ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as copy:
                 copy.write(stream)
+            # UPDATE then INSERT (not DELETE + INSERT): columns lshrs does not
+            # map keep their values when a row of an existing table is replaced.
+            roles = [r for r in ("vector", "text", "metadata") if r in self._col]
+            assign = sql.SQL(", ").join(sql.SQL("{c} = i.{c}").format(c=self._col[r]) for r in roles)
             cur.execute(
-                sql.SQL("DELETE FROM {t} WHERE {id} IN (SELECT {id} FROM lshrs_incoming)").format(
-                    t=self._table, id=self._col["id"]
+                sql.SQL("UPDATE {t} SET {a} FROM lshrs_incoming i WHERE {t}.{id} = i.{id}").format(
+                    t=self._table, a=assign, id=self._col["id"]
                 )
             )
-            cur.execute(sql.SQL("INSERT INTO {} ({c}) SELECT {c} FROM lshrs_incoming").format(self._table, c=cols))
+            cur.execute(
+                sql.SQL(
+                    "INSERT INTO {t} ({c}) SELECT {c} FROM lshrs_incoming i "
+                    "WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{id} = i.{id})"
+                ).format(t=self._table, c=cols, id=self._col["id"])
+            )
 
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
         ids = np.asarray(ids, np.int64)
@@ -276,3 +288,13 @@ class PostgresStore:
     def close(self) -> None:
         if self._owns:
             self._conn.close()
+
+
+def _check_no_nul(texts: Sequence[str | None] | None, metadata: Sequence[Metadata | None] | None) -> None:
+    """Postgres text and jsonb cannot hold NUL; refuse before anything is written."""
+    for i, text in enumerate(texts or []):
+        if text is not None and "\x00" in text:
+            raise ValueError(f"texts: Postgres text cannot hold NUL characters (row {i})")
+    for i, meta in enumerate(metadata or []):
+        if meta is not None and _JSON_NUL.search(dump_metadata(meta) or ""):
+            raise ValueError(f"metadata: Postgres jsonb cannot hold NUL characters (row {i})")

@@ -1,0 +1,76 @@
+"""PostgresStore on tables that already exist, with each supported vector column type."""
+
+import numpy as np
+import psycopg
+import pytest
+
+from lshrs import LSHRS, PostgresStore
+
+HOSTILE_TABLE = 'wiki "docs"; DROP TABLE x; --'
+
+
+@pytest.mark.parametrize(
+    "dsn_fixture, vector_sql, id_sql, meta_sql",
+    [
+        ("pgvector_dsn", "vector(12)", "bigint", "jsonb"),
+        ("postgres_dsn", "real[]", "integer", "jsonb"),
+        ("postgres_dsn", "double precision[]", "bigint", "json"),
+        ("postgres_dsn", "bytea", "bigint", None),
+    ],
+)
+def test_existing_table(request, redis_client, name, dsn_fixture, vector_sql, id_sql, meta_sql):
+    dsn = request.getfixturevalue(dsn_fixture)
+    table = f"{name} {HOSTILE_TABLE}"
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((1_500, 12)).astype(np.float32)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        meta_col = f', "Meta Data" {meta_sql}' if meta_sql else ""
+        conn.execute(
+            f'CREATE TABLE "{table.replace(chr(34), chr(34) * 2)}" '
+            f'("Doc Id" {id_sql} PRIMARY KEY, "emb;" {vector_sql}, "Body" text{meta_col}, other int)'
+        )
+        # the user's own rows, written without lshrs
+        insert_vec = vectors.astype("<f4").tobytes if vector_sql == "bytea" else None
+        with conn.cursor() as cur:
+            for i in range(1_500):
+                value = vectors[i].astype("<f4").tobytes() if insert_vec else (
+                    str(vectors[i].tolist()) if vector_sql.startswith("vector") else vectors[i].tolist()
+                )
+                cast = "::vector" if vector_sql.startswith("vector") else ""
+                cur.execute(
+                    f'INSERT INTO "{table.replace(chr(34), chr(34) * 2)}" ("Doc Id", "emb;", "Body", other) '
+                    f"VALUES (%s, %s{cast}, %s, 0)",
+                    (i, value, f"body {i}"),
+                )
+    store = PostgresStore(dsn, table=table, id_column="Doc Id", vector_column="emb;", text_column="Body",
+                          metadata_column="Meta Data" if meta_sql else None, create=False)
+    lsh = LSHRS(name=name, redis=redis_client, store=store)
+    try:
+        assert lsh.dim == 12
+        assert lsh.index() == 1_500
+        stored = store.get(np.array([3, 1]), payload=False)
+        np.testing.assert_allclose(stored.vectors, vectors[[3, 1]], rtol=1e-6)
+        hit = lsh.query(vectors[3], top_k=1)[0]
+        assert (hit.id, hit.text) == (3, "body 3")
+        new = rng.standard_normal((2, 12)).astype(np.float32)
+        lsh.ingest(vectors=new, ids=[5_000, 3], texts=["new", "replaced"],
+                   metadata=[{"a": 1}, {"b": "x"}] if meta_sql else None)
+        hit = lsh.query(new[1], top_k=1)[0]
+        assert (hit.id, hit.text) == (3, "replaced")
+        if meta_sql:
+            assert hit.metadata == {"b": "x"}
+        assert store.count() == 1_501
+        with psycopg.connect(dsn) as conn:  # columns lshrs does not map keep their values on replace
+            assert conn.execute(f'SELECT count(*) FROM "{table.replace(chr(34), chr(34) * 2)}" WHERE other = 0').fetchone()[0] == 1_500
+    finally:
+        lsh.clear()
+        store.close()
+
+
+def test_unknown_columns_and_types_are_refused(postgres_dsn, name):
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{name}" (id bigint, embedding text, body text)')
+    with pytest.raises(ValueError, match="no column 'nope'"):
+        PostgresStore(postgres_dsn, table=name, vector_column="nope", create=False)
+    with pytest.raises(ValueError, match="unsupported type 'text'"):
+        PostgresStore(postgres_dsn, table=name, text_column="body", metadata_column=None, create=False)
