@@ -121,9 +121,7 @@ class Buckets:
         order = np.lexsort((flat_ids, flat_codes, table_idx))
         t_sorted, c_sorted = table_idx[order], flat_codes[order]
         packed = flat_ids[order].astype(self._dtype).tobytes()
-        starts = np.flatnonzero(
-            np.r_[True, (t_sorted[1:] != t_sorted[:-1]) | (c_sorted[1:] != c_sorted[:-1])]
-        )
+        starts = np.flatnonzero(np.r_[True, (t_sorted[1:] != t_sorted[:-1]) | (c_sorted[1:] != c_sorted[:-1])])
         ends = np.r_[starts[1:], len(order)] * self.id_bytes
         keys = [self.bucket_key(t, c) for t, c in zip(t_sorted[starts].tolist(), c_sorted[starts].tolist())]
         payloads = [packed[s:e] for s, e in zip((starts * self.id_bytes).tolist(), ends.tolist())]

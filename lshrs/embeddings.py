@@ -67,4 +67,6 @@ def make_embedder(model: str | Embedder | Any | None, batch_size: int) -> Embedd
         return SentenceTransformerEmbedder(model, batch_size=batch_size)
     if callable(model):
         return model
-    raise TypeError(f"embedding_model: expected a model name, a SentenceTransformer or a callable, got {type(model).__name__}")
+    raise TypeError(
+        f"embedding_model: expected a model name, a SentenceTransformer or a callable, got {type(model).__name__}"
+    )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 from numpy.typing import NDArray
@@ -94,7 +94,7 @@ def flip_masks(margins: NDArray[np.float64], count: int) -> NDArray[np.int64]:
     return np.take_along_axis(masks, best, axis=-1)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _templates(n_bits: int) -> NDArray[np.int8]:
     """All non-empty sets of up to three of the `n_bits` nearest bits, as 0/1 rows."""
     rows = []

@@ -227,18 +227,18 @@ class LSHRS:
     def _validate_batch(self, texts: Any, vectors: Any, ids: Any, metadata: Any) -> Rows:
         if texts is None and vectors is None:
             raise ValueError("ingest: give texts, vectors, or both")
-        text_list = inputs.as_texts(texts) if texts is not None else None
+        text_list: list[str | None] | None = list(inputs.as_texts(texts)) if texts is not None else None
         if vectors is not None:
             vecs = inputs.as_vectors(vectors, dim=self.dim)
         else:
-            vecs = self.embed(text_list or [])
+            vecs = self.embed([t or "" for t in text_list or []])
         n = len(vecs)
         if text_list is not None:
             inputs.check_length("texts", len(text_list), n)
         meta = inputs.as_metadata(metadata, n)
         id_arr = self._ids(ids) if ids is not None else np.zeros(n, np.int64)
         inputs.check_length("ids", len(id_arr), n)
-        return Rows(id_arr, vecs, text_list, meta)
+        return Rows(id_arr, vecs, list(text_list) if text_list is not None else None, meta)
 
     def _new_ids(self, n: int) -> NDArray[np.int64]:
         """Ids from a counter in Redis, skipping any the store already holds."""
@@ -379,8 +379,10 @@ class LSHRS:
         if isinstance(queries, str):
             raise TypeError("queries: expected a list of texts or an (n, d) array; use query() for one")
         is_text = isinstance(queries, Sequence) and len(queries) > 0 and all(isinstance(q, str) for q in queries)
-        vecs = self.embed(inputs.as_texts(queries, name="queries")) if is_text else (
-            inputs.as_vectors(queries, dim=self.dim, name="queries")
+        vecs = (
+            self.embed(inputs.as_texts(queries, name="queries"))
+            if is_text
+            else (inputs.as_vectors(queries, dim=self.dim, name="queries"))
         )
         if self.hasher is None and not self._attach():
             return [[] for _ in range(len(vecs))]

@@ -48,7 +48,9 @@ def as_ids(ids: Any, *, id_bytes: int = 8, name: str = "ids", allow_empty: bool 
     arr = arr.astype(np.int64)
     lo, hi = id_range(id_bytes)
     if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
-        raise ValueError(f"{name}: expected ids in [{lo}, {hi}] (id_bytes={id_bytes}), got min {arr.min()} max {arr.max()}")
+        raise ValueError(
+            f"{name}: expected ids in [{lo}, {hi}] (id_bytes={id_bytes}), got min {arr.min()} max {arr.max()}"
+        )
     uniq, counts = np.unique(arr, return_counts=True)
     if len(uniq) != len(arr):
         dups = uniq[counts > 1][:5].tolist()

@@ -3,8 +3,8 @@ import sys
 
 import numpy as np
 import pytest
-
 from conftest import clustered, exact_top_k
+
 from lshrs import LSHRS, MemoryStore
 
 
@@ -33,7 +33,9 @@ def test_recall_at_default_parameters(make_index):
 def test_query_returns_top_k_with_exact_scores(make_index):
     vectors = clustered(5_000)
     lsh = make_index()
-    ids = lsh.ingest(vectors=vectors, texts=[f"doc {i}" for i in range(5_000)], metadata=[{"i": i} for i in range(5000)])
+    ids = lsh.ingest(
+        vectors=vectors, texts=[f"doc {i}" for i in range(5_000)], metadata=[{"i": i} for i in range(5000)]
+    )
     hits = lsh.query(vectors[42], top_k=5)
     assert len(hits) == 5
     assert hits[0].id == ids[42] and hits[0].text == "doc 42" and hits[0].metadata == {"i": 42}
@@ -76,7 +78,7 @@ def test_reattach_from_another_process_gives_same_results(make_index, redis_url,
     mine = [h.id for h in lsh.query(vectors[11], top_k=10)]
     code = f"""
 import numpy as np, sys
-sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parents[1])!r})
+sys.path.insert(0, {str(__import__("pathlib").Path(__file__).parents[1])!r})
 from lshrs import LSHRS, SQLiteStore
 lsh = LSHRS(name={name!r}, redis_url={redis_url!r}, store=SQLiteStore({store_path!r}, table={name!r}))
 print(lsh.params["num_tables"], lsh.params["seed"])

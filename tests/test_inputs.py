@@ -62,8 +62,14 @@ def test_id_width_is_enforced(make_index):
 
 @pytest.mark.parametrize(
     "kwargs, exc",
-    [(dict(top_k=0), ValueError), (dict(top_k=2.5), TypeError), (dict(top_p=0.0), ValueError),
-     (dict(top_p=1.5), ValueError), (dict(top_p=float("nan")), ValueError), (dict(num_probes=0), ValueError)],
+    [
+        (dict(top_k=0), ValueError),
+        (dict(top_k=2.5), TypeError),
+        (dict(top_p=0.0), ValueError),
+        (dict(top_p=1.5), ValueError),
+        (dict(top_p=float("nan")), ValueError),
+        (dict(num_probes=0), ValueError),
+    ],
 )
 def test_bad_query_arguments(lsh, kwargs, exc):
     with pytest.raises(exc):

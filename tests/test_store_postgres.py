@@ -33,8 +33,10 @@ def test_existing_table(request, redis_client, name, dsn_fixture, vector_sql, id
         insert_vec = vectors.astype("<f4").tobytes if vector_sql == "bytea" else None
         with conn.cursor() as cur:
             for i in range(1_500):
-                value = vectors[i].astype("<f4").tobytes() if insert_vec else (
-                    str(vectors[i].tolist()) if vector_sql.startswith("vector") else vectors[i].tolist()
+                value = (
+                    vectors[i].astype("<f4").tobytes()
+                    if insert_vec
+                    else (str(vectors[i].tolist()) if vector_sql.startswith("vector") else vectors[i].tolist())
                 )
                 cast = "::vector" if vector_sql.startswith("vector") else ""
                 cur.execute(
@@ -42,8 +44,15 @@ def test_existing_table(request, redis_client, name, dsn_fixture, vector_sql, id
                     f"VALUES (%s, %s{cast}, %s, 0)",
                     (i, value, f"body {i}"),
                 )
-    store = PostgresStore(dsn, table=table, id_column="Doc Id", vector_column="emb;", text_column="Body",
-                          metadata_column="Meta Data" if meta_sql else None, create=False)
+    store = PostgresStore(
+        dsn,
+        table=table,
+        id_column="Doc Id",
+        vector_column="emb;",
+        text_column="Body",
+        metadata_column="Meta Data" if meta_sql else None,
+        create=False,
+    )
     lsh = LSHRS(name=name, redis=redis_client, store=store)
     try:
         assert lsh.dim == 12
@@ -53,15 +62,24 @@ def test_existing_table(request, redis_client, name, dsn_fixture, vector_sql, id
         hit = lsh.query(vectors[3], top_k=1)[0]
         assert (hit.id, hit.text) == (3, "body 3")
         new = rng.standard_normal((2, 12)).astype(np.float32)
-        lsh.ingest(vectors=new, ids=[5_000, 3], texts=["new", "replaced"],
-                   metadata=[{"a": 1}, {"b": "x"}] if meta_sql else None)
+        lsh.ingest(
+            vectors=new,
+            ids=[5_000, 3],
+            texts=["new", "replaced"],
+            metadata=[{"a": 1}, {"b": "x"}] if meta_sql else None,
+        )
         hit = lsh.query(new[1], top_k=1)[0]
         assert (hit.id, hit.text) == (3, "replaced")
         if meta_sql:
             assert hit.metadata == {"b": "x"}
         assert store.count() == 1_501
         with psycopg.connect(dsn) as conn:  # columns lshrs does not map keep their values on replace
-            assert conn.execute(f'SELECT count(*) FROM "{table.replace(chr(34), chr(34) * 2)}" WHERE other = 0').fetchone()[0] == 1_500
+            assert (
+                conn.execute(
+                    f'SELECT count(*) FROM "{table.replace(chr(34), chr(34) * 2)}" WHERE other = 0'
+                ).fetchone()[0]
+                == 1_500
+            )
     finally:
         lsh.clear()
         store.close()

@@ -31,8 +31,12 @@ def store(request, tmp_path, name, redis_client):
 def test_put_get_in_requested_order(store):
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((5, 7)).astype(np.float32)
-    store.put(np.array([5, 1, 9, -3, 2**40]), vectors, ["five", "one", None, "minus three", "big"],
-              [{"k": 5}, None, {"nested": {"a": [1, 2]}}, {}, {"u": "ünï"}])
+    store.put(
+        np.array([5, 1, 9, -3, 2**40]),
+        vectors,
+        ["five", "one", None, "minus three", "big"],
+        [{"k": 5}, None, {"nested": {"a": [1, 2]}}, {}, {"u": "ünï"}],
+    )
     rows = store.get(np.array([9, 123, 5, 2**40, 1]))
     assert rows.ids.tolist() == [9, 5, 2**40, 1]
     assert rows.vectors.dtype == np.float32 and rows.vectors.shape == (4, 7)

@@ -93,7 +93,7 @@ class PostgresStore:
             "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
         )
         with self._lock:
-            found = dict(self._conn.execute(query, (self._table.as_string(self._conn),)).fetchall())
+            found: dict[str, str] = dict(self._conn.execute(query, (self._table.as_string(self._conn),)).fetchall())
         types = {}
         for role, column in self._names.items():
             if column is None:
@@ -165,7 +165,10 @@ class PostgresStore:
         return np.hstack([np.broadcast_to(head, (n, 20)), items.view(np.uint8).reshape(n, -1)])
 
     def _copy_stream(
-        self, ids: NDArray[np.int64], vectors: NDArray[np.float32], texts: Sequence[str | None] | None,
+        self,
+        ids: NDArray[np.int64],
+        vectors: NDArray[np.float32],
+        texts: Sequence[str | None] | None,
         metadata: Sequence[Metadata | None] | None,
     ) -> bytes:
         """A binary COPY stream of the rows, columns in `self._columns()` order."""
@@ -175,7 +178,7 @@ class PostgresStore:
         n_fields = len(self._col)
         parts = [_COPY_HEADER]
         for i in range(len(ids)):
-            fields = [bytes(id_bytes[i]), bytes(vec_bytes[i])]
+            fields: list[bytes | None] = [bytes(id_bytes[i]), bytes(vec_bytes[i])]
             if "text" in self._col:
                 text = texts[i] if texts is not None else None
                 fields.append(None if text is None else text.encode("utf-8"))
@@ -261,9 +264,7 @@ class PostgresStore:
 
     def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
         where = sql.SQL("") if after is None else sql.SQL("WHERE {} > %s").format(self._col["id"])
-        stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {}").format(
-            self._columns(), self._table, where, self._col["id"]
-        )
+        stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {}").format(self._columns(), self._table, where, self._col["id"])
         params = () if after is None else (int(after),)
         with self._lock, self._conn.transaction():
             cur = self._cursor("lshrs_scan")

@@ -89,7 +89,9 @@ class SQLiteStore:
         if not self._meta:
             rows = ((i, v, t) for i, v, t, _ in rows)  # type: ignore[assignment]
         with self._lock, self._conn:
-            self._conn.execute(f"DELETE FROM {self._t} WHERE {self._id} IN (SELECT value FROM json_each(?))", (ids_json(ids),))
+            self._conn.execute(
+                f"DELETE FROM {self._t} WHERE {self._id} IN (SELECT value FROM json_each(?))", (ids_json(ids),)
+            )
             self._conn.executemany(f"INSERT INTO {self._t} ({', '.join(cols)}) VALUES ({marks})", rows)
 
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
