@@ -12,6 +12,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 
+_QUERY_BLOCK = 32
+
+
 @dataclass(frozen=True)
 class Pairs:
     """Flat (query, id, value) triples grouped by query, best first within a query."""
@@ -108,7 +111,17 @@ def cosine_pairs(
     rows = order[pos[found]]
     qn = normalize(queries)
     vn = normalize(found_vectors)
-    scores = np.einsum("ij,ij->i", qn[kept.query], vn[rows]).astype(np.float64)
+    scores = np.empty(len(kept), np.float64)
+    # Blocks of queries: one matrix product over the block's distinct candidate
+    # rows, instead of gathering a (pairs, dim) copy of vectors per pair.
+    bounds = np.searchsorted(kept.query, np.arange(0, len(queries) + _QUERY_BLOCK, _QUERY_BLOCK))
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        if lo == hi:
+            continue
+        block_rows, local = np.unique(rows[lo:hi], return_inverse=True)
+        first_query = int(kept.query[lo])
+        block = vn[block_rows] @ qn[first_query : int(kept.query[hi - 1]) + 1].T
+        scores[lo:hi] = block[local.reshape(-1), kept.query[lo:hi] - first_query]
     return rank(Pairs(kept.query, kept.ids, scores))
 
 
