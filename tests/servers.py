@@ -90,16 +90,6 @@ class Postgres:
         return f"postgresql://{self.user}@127.0.0.1:{self.port}/postgres"
 
 
-def _debian_pg_bindir() -> Path:
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if found:
-        return found[-1].parent
-    initdb = shutil.which("initdb")
-    if initdb:
-        return Path(initdb).resolve().parent
-    raise RuntimeError("no Postgres server binaries: apt-get install postgresql")
-
-
 def debian_pg_bindir() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if found:
