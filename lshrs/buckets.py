@@ -123,7 +123,7 @@ class Buckets:
         packed = flat_ids[order].astype(self._dtype).tobytes()
         starts = np.flatnonzero(np.r_[True, (t_sorted[1:] != t_sorted[:-1]) | (c_sorted[1:] != c_sorted[:-1])])
         ends = np.r_[starts[1:], len(order)] * self.id_bytes
-        keys = [self.bucket_key(t, c) for t, c in zip(t_sorted[starts].tolist(), c_sorted[starts].tolist())]
+        keys = self.keys_for(t_sorted[starts], c_sorted[starts])
         payloads = [packed[s:e] for s, e in zip((starts * self.id_bytes).tolist(), ends.tolist())]
         return BucketWrites(keys, payloads, entries=n * tables)
 
@@ -171,10 +171,9 @@ class Buckets:
     def bucket_key(self, table: int, code: int) -> bytes:
         return b"%sb:%d:%d" % (self.prefix, table, code)
 
-    def keys_for(self, probes: NDArray[np.int64]) -> list[bytes]:
-        """Bucket keys for probe codes of shape (..., tables, probes), flattened in C order."""
-        tables = np.broadcast_to(np.arange(probes.shape[-2])[:, None], probes.shape)
-        return [self.bucket_key(t, c) for t, c in zip(tables.reshape(-1).tolist(), probes.reshape(-1).tolist())]
+    def keys_for(self, tables: NDArray[np.int64], codes: NDArray[np.int64]) -> list[bytes]:
+        """Bucket keys of parallel (table, code) arrays."""
+        return [self.bucket_key(t, c) for t, c in zip(tables.tolist(), codes.tolist())]
 
     # -- housekeeping -----------------------------------------------------
 

@@ -115,9 +115,7 @@ def _wait(client: redis.Redis) -> None:
         try:
             client.ping()
             return
-        except redis.BusyLoadingError:
-            pass
-        except (redis.ConnectionError, FileNotFoundError):
+        except (redis.ConnectionError, FileNotFoundError):  # includes BusyLoadingError while the AOF loads
             pass
         time.sleep(0.05)
     raise RuntimeError(f"embedded Redis did not start within {_START_TIMEOUT_S:.0f} s")

@@ -227,18 +227,19 @@ class LSHRS:
     def _validate_batch(self, texts: Any, vectors: Any, ids: Any, metadata: Any) -> Rows:
         if texts is None and vectors is None:
             raise ValueError("ingest: give texts, vectors, or both")
-        text_list: list[str | None] | None = list(inputs.as_texts(texts)) if texts is not None else None
+        text_list = inputs.as_texts(texts) if texts is not None else None
         if vectors is not None:
             vecs = inputs.as_vectors(vectors, dim=self.dim)
         else:
-            vecs = self.embed([t or "" for t in text_list or []])
+            vecs = self.embed(text_list or [])
         n = len(vecs)
         if text_list is not None:
             inputs.check_length("texts", len(text_list), n)
         meta = inputs.as_metadata(metadata, n)
         id_arr = self._ids(ids) if ids is not None else np.zeros(n, np.int64)
         inputs.check_length("ids", len(id_arr), n)
-        return Rows(id_arr, vecs, list(text_list) if text_list is not None else None, meta)
+        stored_texts: list[str | None] | None = list(text_list) if text_list is not None else None
+        return Rows(id_arr, vecs, stored_texts, meta)
 
     def _new_ids(self, n: int) -> NDArray[np.int64]:
         """Ids from a counter in Redis, skipping any the store already holds."""
@@ -423,7 +424,7 @@ class LSHRS:
         slot_bucket = (tables[None] << self.hasher.num_bits | codes).reshape(-1)
         unique_buckets, slot_key = np.unique(slot_bucket, return_inverse=True)
         mask = (1 << self.hasher.num_bits) - 1
-        keys = [self.buckets.bucket_key(b >> self.hasher.num_bits, b & mask) for b in unique_buckets.tolist()]
+        keys = self.buckets.keys_for(unique_buckets >> self.hasher.num_bits, unique_buckets & mask)
         members, sizes = self.buckets.fetch(keys)
         slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
         queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
@@ -434,10 +435,7 @@ class LSHRS:
         best = ranking.Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
         for rows in self.store.scan(batch_size=self.batch_size):
             part = ranking.exact_top_k(vecs, rows.ids, rows.vectors, top_k)
-            merged = ranking.Pairs(
-                np.r_[best.query, part.query], np.r_[best.ids, part.ids], np.r_[best.value, part.value]
-            )
-            best = ranking.head(ranking.rank(merged), np.full(len(vecs), top_k))
+            best = ranking.head(ranking.rank(ranking.Pairs.concat(best, part)), np.full(len(vecs), top_k))
         return best
 
     def _hits(self, pairs: ranking.Pairs, n_queries: int, *, payload: bool) -> list[list[Hit]]:
@@ -513,11 +511,8 @@ def _connect(client: Any, url: str | None, data_dir: str | Path) -> tuple[Any, b
 def _splice(pairs: ranking.Pairs, queries: NDArray[np.int64], redone: ranking.Pairs) -> ranking.Pairs:
     """Replace the results of `queries` (numbered 0.. in `redone`) inside `pairs`."""
     keep = pairs.take(~np.isin(pairs.query, queries))
-    return ranking.rank(
-        ranking.Pairs(
-            np.r_[keep.query, queries[redone.query]], np.r_[keep.ids, redone.ids], np.r_[keep.value, redone.value]
-        )
-    )
+    moved = ranking.Pairs(queries[redone.query], redone.ids, redone.value)
+    return ranking.rank(ranking.Pairs.concat(keep, moved))
 
 
 def _check_params(params: dict[str, int]) -> None:
@@ -550,20 +545,7 @@ def _slice(rows: Rows, lo: int, hi: int) -> Rows:
     )
 
 
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def __enter__(self) -> _NoBar:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-
 def _progress(show: bool, store: Store, name: str) -> Any:
-    if not show:
-        return _NoBar()
     from tqdm.auto import tqdm
 
-    return tqdm(total=store.count(), desc=f"indexing {name}", unit="rows")
+    return tqdm(total=store.count() if show else None, desc=f"indexing {name}", unit="rows", disable=not show)

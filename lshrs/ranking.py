@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from lshrs.stores.base import find_sorted
+
 _QUERY_BLOCK = 32
 
 
@@ -27,6 +29,10 @@ class Pairs:
 
     def take(self, mask: NDArray[np.bool_]) -> Pairs:
         return Pairs(self.query[mask], self.ids[mask], self.value[mask])
+
+    @staticmethod
+    def concat(*parts: Pairs) -> Pairs:
+        return Pairs(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("query", "ids", "value")))
 
     def per_query(self, n_queries: int) -> NDArray[np.int64]:
         return np.bincount(self.query, minlength=n_queries)
@@ -103,11 +109,9 @@ def cosine_pairs(
     if len(found_ids) == 0 or len(pairs) == 0:
         return Pairs(pairs.query[:0], pairs.ids[:0], np.empty(0))
     order = np.argsort(found_ids)
-    sorted_ids = found_ids[order]
-    pos = np.minimum(np.searchsorted(sorted_ids, pairs.ids), len(sorted_ids) - 1)
-    found = sorted_ids[pos] == pairs.ids
-    kept = pairs.take(found)
-    rows = order[pos[found]]
+    pos = find_sorted(found_ids[order], pairs.ids)
+    kept = pairs.take(pos >= 0)
+    rows = order[pos[pos >= 0]]
     qn = normalize(queries)
     vn = normalize(found_vectors)
     scores = np.empty(len(kept), np.float64)

@@ -39,6 +39,14 @@ def empty_rows(dim: int) -> Rows:
     return Rows(np.empty(0, np.int64), np.empty((0, dim), np.float32), [], [])
 
 
+def find_sorted(sorted_ids: NDArray[np.int64], ids: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Position of each of `ids` in the ascending array `sorted_ids`, -1 where absent."""
+    if len(sorted_ids) == 0:
+        return np.full(len(ids), -1, np.int64)
+    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
+    return np.where(sorted_ids[pos] == ids, pos, -1)
+
+
 def in_requested_order(requested: NDArray[np.int64], found: Rows) -> Rows:
     """Reorder rows a backend returned in any order to follow `requested`.
 
@@ -47,11 +55,8 @@ def in_requested_order(requested: NDArray[np.int64], found: Rows) -> Rows:
     if len(found) == 0:
         return Rows(found.ids, found.vectors, found.texts, found.metadata)
     order = np.argsort(found.ids, kind="stable")
-    sorted_ids = found.ids[order]
-    pos = np.searchsorted(sorted_ids, requested)
-    pos = np.minimum(pos, len(sorted_ids) - 1)
-    hit = sorted_ids[pos] == requested
-    take = order[pos[hit]]
+    pos = find_sorted(found.ids[order], requested)
+    take = order[pos[pos >= 0]]
     pick = take.tolist()
     return Rows(
         found.ids[take],

@@ -11,7 +11,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs.stores.base import Metadata, Rows, empty_rows
+from lshrs.stores.base import Metadata, Rows, empty_rows, find_sorted
 
 
 class MemoryStore:
@@ -28,10 +28,10 @@ class MemoryStore:
 
     def _lookup(self, ids: NDArray[np.int64]) -> NDArray[np.int64]:
         """Row number of each id, -1 where absent."""
-        if len(self._index_ids) == 0:
-            return np.full(len(ids), -1, np.int64)
-        pos = np.minimum(np.searchsorted(self._index_ids, ids), len(self._index_ids) - 1)
-        return np.where(self._index_ids[pos] == ids, self._index_rows[pos], -1)
+        pos = find_sorted(self._index_ids, ids)
+        rows = np.full(len(ids), -1, np.int64)
+        rows[pos >= 0] = self._index_rows[pos[pos >= 0]]
+        return rows
 
     def _reindex(self) -> None:
         rows = np.flatnonzero(self._alive)
