@@ -142,11 +142,12 @@ class Buckets:
         if add is not None:
             for key, payload in zip(add.keys, add.payloads):
                 pipe.append(key, payload)
+            # the added count is known up front, so it rides in the same pipeline
+            pipe.hincrby(self.meta_key, "entries", add.entries)
         results = pipe.execute()
         removed = int(sum(results[:n_remove]))
-        delta = (add.entries if add is not None else 0) - removed
-        if delta:
-            self.client.hincrby(self.meta_key, "entries", delta)
+        if removed:
+            self.client.hincrby(self.meta_key, "entries", -removed)
         return removed
 
     # -- reads ------------------------------------------------------------
