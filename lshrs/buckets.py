@@ -4,16 +4,26 @@ Layout, everything under ``lshrs:{name}:`` so indexes share a Redis safely:
 
 - ``lshrs:{name}:meta`` — a hash: index parameters, format version, the
   hyperplanes (raw float32), the entry counter and the build checkpoint.
-- ``lshrs:{name}:b:{table}:{code}`` — one string per bucket holding its member
-  ids packed as little-endian integers of ``id_bytes`` each.
+- A bucket (table ``t``, code ``c``) holds its member ids packed as
+  little-endian integers of ``id_bytes`` each, in one of two places:
 
-Packed strings were chosen over sets by measurement (see README, "Redis
-memory"): a set of integers leaves the compact intset encoding past 512
-members and then costs tens of bytes per member, while a string costs exactly
-``id_bytes`` per member plus one key per bucket, and a whole bucket parses
-with one ``np.frombuffer``. Appends are O(1); removals go through a one-key
-Lua script, so every command touches a single key and the layout works
-unchanged on Redis Cluster, where buckets spread over shards by key hash.
+  - small buckets share a hash ``lshrs:{name}:b:{t.g}`` where ``g = c >> group_bits``,
+    under the field ``c & (2**group_bits - 1)``;
+  - a bucket that outgrows ``small_max`` bytes moves to its own string
+    ``lshrs:{name}:b:{t.g}:{field}``.
+
+Why two tiers, by measurement (benchmarks/results/core.md): a Redis key costs
+about 80 bytes before its value, so one key per bucket costs more than the ids
+themselves while buckets hold a handful of ids — the common case below a few
+million vectors. Redis stores a small hash as one compact listpack (a few
+bytes per field) as long as every value stays under
+``hash-max-listpack-value``; large buckets go to strings, whose key cost is
+then small next to their payload. The braces are a Redis Cluster hash tag: a
+group's hash and its large strings share one slot, so every script below
+touches keys of a single slot and the layout works unchanged on a cluster.
+
+Values are rewritten whole (GET/HGET, concatenate, SET/HSET) rather than
+APPENDed, because APPEND over-allocates up to twice the string's size.
 """
 
 from __future__ import annotations
@@ -28,7 +38,9 @@ from numpy.typing import NDArray
 
 log = logging.getLogger("lshrs")
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DEFAULT_GROUP_BITS = 6
+DEFAULT_SMALL_MAX = 64
 _SCAN_COUNT = 1000
 
 # One key: create the meta hash only if it does not exist yet, so two
@@ -39,49 +51,147 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-# One key: drop every occurrence of the given fixed-width ids from a bucket.
-# ARGV[1] = packed ids to drop, ARGV[2] = width in bytes. Returns how many
-# entries were removed. Chunks are compared at aligned offsets only.
-_REMOVE_IDS = """
-local blob = redis.call('GET', KEYS[1])
-if not blob then return 0 end
-local width = tonumber(ARGV[2])
-local drop = {}
-local ids = ARGV[1]
-for i = 1, #ids, width do drop[string.sub(ids, i, i + width - 1)] = true end
-local keep = {}
-local removed = 0
-for i = 1, #blob, width do
-  local chunk = string.sub(blob, i, i + width - 1)
-  if drop[chunk] then removed = removed + 1 else keep[#keep + 1] = chunk end
+# One group: KEYS = [hash, large string of each field...],
+# ARGV = [small_max, field1, ids1, field2, ids2, ...]. Appends packed ids to
+# each bucket, moving a bucket to its string once it outgrows small_max.
+_APPEND = """
+local limit = tonumber(ARGV[1])
+for i = 2, #KEYS do
+  local field, add = ARGV[2 * i - 2], ARGV[2 * i - 1]
+  local large = redis.call('GET', KEYS[i])
+  if large then
+    redis.call('SET', KEYS[i], large .. add)
+  else
+    local value = (redis.call('HGET', KEYS[1], field) or '') .. add
+    if #value > limit then
+      redis.call('HDEL', KEYS[1], field)
+      redis.call('SET', KEYS[i], value)
+    else
+      redis.call('HSET', KEYS[1], field, value)
+    end
+  end
 end
-if removed == 0 then return 0 end
-if #keep == 0 then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], table.concat(keep)) end
+return 0
+"""
+
+# One group, same KEYS and ARGV as _APPEND with ARGV[1] = id width in bytes:
+# drops every occurrence of the given ids (compared at aligned offsets) and
+# deletes buckets left empty. Returns how many entries were removed.
+_REMOVE = """
+local width = tonumber(ARGV[1])
+local removed = 0
+for i = 2, #KEYS do
+  local field, ids = ARGV[2 * i - 2], ARGV[2 * i - 1]
+  local large = true
+  local blob = redis.call('GET', KEYS[i])
+  if not blob then
+    large = false
+    blob = redis.call('HGET', KEYS[1], field)
+  end
+  if blob then
+    local drop = {}
+    for j = 1, #ids, width do drop[string.sub(ids, j, j + width - 1)] = true end
+    local keep, before = {}, removed
+    for j = 1, #blob, width do
+      local chunk = string.sub(blob, j, j + width - 1)
+      if drop[chunk] then removed = removed + 1 else keep[#keep + 1] = chunk end
+    end
+    if removed > before then
+      local rest = table.concat(keep)
+      if large and #rest > 0 then redis.call('SET', KEYS[i], rest)
+      elseif large then redis.call('DEL', KEYS[i])
+      elseif #rest > 0 then redis.call('HSET', KEYS[1], field, rest)
+      else redis.call('HDEL', KEYS[1], field) end
+    end
+  end
+end
 return removed
+"""
+
+# Standalone Redis only (it builds key names, which a cluster forbids across
+# slots): read many buckets in one call. ARGV[1] = the index's key prefix,
+# ARGV[2] = "table.group.field" tokens separated by spaces. Returns one value
+# per token, then the index's entry count (saves a round trip per query).
+_READ_MANY = """
+local out, n = {}, 0
+for t, g, f in string.gmatch(ARGV[2], '(%d+)%.(%d+)%.(%d+)') do
+  local hash = ARGV[1] .. 'b:{' .. t .. '.' .. g .. '}'
+  n = n + 1
+  out[n] = redis.call('HGET', hash, f) or redis.call('GET', hash .. ':' .. f) or ''
+end
+out[n + 1] = redis.call('HGET', ARGV[1] .. 'meta', 'entries') or '0'
+return out
+"""
+
+# One group (cluster path): KEYS = [hash, large string of each field...], ARGV = fields.
+_READ_GROUP = """
+local out = {}
+for i = 2, #KEYS do
+  out[i - 1] = redis.call('HGET', KEYS[1], ARGV[i - 1]) or redis.call('GET', KEYS[i]) or ''
+end
+return out
 """
 
 
 @dataclass(frozen=True)
 class BucketWrites:
-    """Bucket keys with the packed ids to add to (or drop from) each."""
+    """Per bucket group, the script keys and the (field, packed ids) arguments."""
 
-    keys: list[bytes]
-    payloads: list[bytes]
+    groups: list[tuple[list[bytes], list[bytes]]]
     entries: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How codes map to keys; fixed when the index is created."""
+
+    id_bytes: int = 4
+    num_bits: int = 14
+    group_bits: int = DEFAULT_GROUP_BITS
+    small_max: int = DEFAULT_SMALL_MAX
+
+
+def server_layout(client: Any) -> tuple[int, int]:
+    """(group_bits, small_max) that keep bucket groups in the server's compact hash encoding.
+
+    Read from the server's hash-max-listpack-* (hash-max-ziplist-* before
+    Redis 7) settings; the defaults where CONFIG is not allowed (managed Redis).
+    """
+    try:
+        config = client.config_get("hash-max-*")
+    except Exception:  # CONFIG disabled or renamed: Redis' own defaults are the best guess
+        return DEFAULT_GROUP_BITS, DEFAULT_SMALL_MAX
+    if not isinstance(config, dict):  # a cluster answers per node
+        return DEFAULT_GROUP_BITS, DEFAULT_SMALL_MAX
+    entries = int(config.get("hash-max-listpack-entries") or config.get("hash-max-ziplist-entries") or 128)
+    value = int(config.get("hash-max-listpack-value") or config.get("hash-max-ziplist-value") or 64)
+    group_bits = min(DEFAULT_GROUP_BITS, max(entries, 1).bit_length() - 1)
+    return group_bits, min(DEFAULT_SMALL_MAX, value)
 
 
 class Buckets:
     """Bucket storage for one named index on one Redis (or Redis Cluster)."""
 
-    def __init__(self, client: Any, name: str, *, id_bytes: int = 8) -> None:
+    def __init__(self, client: Any, name: str, layout: Layout | None = None) -> None:
         self.client = client
         self.name = name
         self.prefix = f"lshrs:{name}:".encode()
         self.meta_key = self.prefix + b"meta"
-        self.id_bytes = id_bytes
-        self._dtype = np.dtype(f"<i{id_bytes}")
+        self.layout = layout or Layout()
+        self._cluster = hasattr(client, "get_nodes") and hasattr(client, "mget_nonatomic")
         self._create = client.register_script(_CREATE_META)
-        self._remove = client.register_script(_REMOVE_IDS)
+        self._append = client.register_script(_APPEND)
+        self._remove = client.register_script(_REMOVE)
+        self._read_many = client.register_script(_READ_MANY)
+        self._read_group = client.register_script(_READ_GROUP)
+
+    @property
+    def id_bytes(self) -> int:
+        return self.layout.id_bytes
+
+    @property
+    def _dtype(self) -> np.dtype:
+        return np.dtype(f"<i{self.layout.id_bytes}")
 
     # -- metadata ---------------------------------------------------------
 
@@ -105,27 +215,48 @@ class Buckets:
         value = self.client.hget(self.meta_key, "entries")
         return int(value or 0)
 
+    # -- key names --------------------------------------------------------
+
+    def _split(self, codes: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        bits = self.layout.group_bits
+        return codes >> bits, codes & ((1 << bits) - 1)
+
+    def _hash_key(self, table: int, group: int) -> bytes:
+        return b"%sb:{%d.%d}" % (self.prefix, table, group)
+
     # -- writes -----------------------------------------------------------
 
     def group(self, ids: NDArray[np.int64], codes: NDArray[np.int64]) -> BucketWrites:
-        """Group (id, table) entries by bucket.
+        """Group (id, table) entries by bucket, and buckets by key group.
 
         Args:
             ids: shape (n,).
             codes: shape (n, tables), from the hasher.
         """
         n, tables = codes.shape
+        width = self.layout.id_bytes
         table_idx = np.tile(np.arange(tables, dtype=np.int64), n)
         flat_codes = codes.reshape(-1)
-        flat_ids = np.repeat(ids, tables)
-        order = np.lexsort((flat_ids, flat_codes, table_idx))
+        order = np.lexsort((np.repeat(ids, tables), flat_codes, table_idx))
         t_sorted, c_sorted = table_idx[order], flat_codes[order]
-        packed = flat_ids[order].astype(self._dtype).tobytes()
+        packed = np.repeat(ids, tables)[order].astype(self._dtype).tobytes()
         starts = np.flatnonzero(np.r_[True, (t_sorted[1:] != t_sorted[:-1]) | (c_sorted[1:] != c_sorted[:-1])])
-        ends = np.r_[starts[1:], len(order)] * self.id_bytes
-        keys = self.keys_for(t_sorted[starts], c_sorted[starts])
-        payloads = [packed[s:e] for s, e in zip((starts * self.id_bytes).tolist(), ends.tolist())]
-        return BucketWrites(keys, payloads, entries=n * tables)
+        bounds = np.r_[starts, len(order)] * width
+        grp, field = self._split(c_sorted[starts])
+        new_group = np.r_[True, (t_sorted[starts][1:] != t_sorted[starts][:-1]) | (grp[1:] != grp[:-1])]
+        groups: list[tuple[list[bytes], list[bytes]]] = []
+        keys: list[bytes] = []
+        args: list[bytes] = []
+        hash_key = b""
+        columns = (new_group, t_sorted[starts], grp, field, bounds[:-1], bounds[1:])
+        for first, t, g, f, lo, hi in zip(*(c.tolist() for c in columns)):
+            if first:
+                hash_key = self._hash_key(t, g)
+                keys, args = [hash_key], []
+                groups.append((keys, args))
+            keys.append(b"%s:%d" % (hash_key, f))
+            args += [b"%d" % f, packed[lo:hi]]
+        return BucketWrites(groups, entries=n * tables)
 
     def apply(self, add: BucketWrites | None = None, remove: BucketWrites | None = None) -> int:
         """Remove then append entries in one pipeline; returns entries removed.
@@ -136,12 +267,12 @@ class Buckets:
         pipe = self.client.pipeline(transaction=False)
         n_remove = 0
         if remove is not None:
-            for key, payload in zip(remove.keys, remove.payloads):
-                self._remove(keys=[key], args=[payload, self.id_bytes], client=pipe)
-            n_remove = len(remove.keys)
+            for keys, args in remove.groups:
+                self._remove(keys=keys, args=[self.layout.id_bytes, *args], client=pipe)
+            n_remove = len(remove.groups)
         if add is not None:
-            for key, payload in zip(add.keys, add.payloads):
-                pipe.append(key, payload)
+            for keys, args in add.groups:
+                self._append(keys=keys, args=[self.layout.small_max, *args], client=pipe)
             # the added count is known up front, so it rides in the same pipeline
             pipe.hincrby(self.meta_key, "entries", add.entries)
         results = pipe.execute()
@@ -152,47 +283,77 @@ class Buckets:
 
     # -- reads ------------------------------------------------------------
 
-    def fetch(self, keys: list[bytes]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-        """Read buckets in one round trip (per shard on a cluster).
+    def fetch(
+        self, tables: NDArray[np.int64], codes: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+        """Read the buckets (tables[i], codes[i]) in one round trip (one per shard on a cluster).
 
         Returns:
-            The concatenated member ids of all keys, and each key's member count.
+            The concatenated member ids of all buckets, each bucket's member
+            count, and the index's entry count read in the same trip.
         """
-        if not keys:
-            return np.empty(0, np.int64), np.empty(0, np.int64)
-        if hasattr(self.client, "mget_nonatomic"):
-            values = self.client.mget_nonatomic(keys)
+        grp, field = self._split(codes)
+        if self._cluster:
+            blobs = self._fetch_by_group(tables, grp, field)
         else:
-            values = self.client.mget(keys)
-        blobs = [v or b"" for v in values]
-        sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // self.id_bytes
+            tokens = " ".join(map("%d.%d.%d".__mod__, zip(tables.tolist(), grp.tolist(), field.tolist())))
+            blobs = self._read_many(keys=[], args=[self.prefix, tokens])
+        entries = int(blobs.pop())
+        sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // self.layout.id_bytes
         ids = np.frombuffer(b"".join(blobs), dtype=self._dtype).astype(np.int64)
-        return ids, sizes
+        return ids, sizes, entries
 
-    def bucket_key(self, table: int, code: int) -> bytes:
-        return b"%sb:%d:%d" % (self.prefix, table, code)
-
-    def keys_for(self, tables: NDArray[np.int64], codes: NDArray[np.int64]) -> list[bytes]:
-        """Bucket keys of parallel (table, code) arrays."""
-        return [self.bucket_key(t, c) for t, c in zip(tables.tolist(), codes.tolist())]
+    def _fetch_by_group(
+        self, tables: NDArray[np.int64], grp: NDArray[np.int64], field: NDArray[np.int64]
+    ) -> list[bytes]:
+        """One single-slot script per bucket group, pipelined (Redis Cluster); the entry count last."""
+        by_group: dict[tuple[int, int], list[int]] = {}
+        for i, key in enumerate(zip(tables.tolist(), grp.tolist())):
+            by_group.setdefault(key, []).append(i)
+        pipe = self.client.pipeline(transaction=False)
+        fields = field.tolist()
+        for (t, g), members in by_group.items():
+            hash_key = self._hash_key(t, g)
+            keys = [hash_key] + [b"%s:%d" % (hash_key, fields[i]) for i in members]
+            self._read_group(keys=keys, args=[fields[i] for i in members], client=pipe)
+        pipe.hget(self.meta_key, "entries")
+        results = pipe.execute()
+        blobs: list[bytes] = [b""] * len(fields)
+        for members, values in zip(by_group.values(), results):
+            for i, value in zip(members, values):
+                blobs[i] = value
+        return [*blobs, results[-1] or b"0"]
 
     # -- housekeeping -----------------------------------------------------
 
-    def scan_buckets(self) -> Iterator[bytes]:
-        """Every bucket key of this index (SCAN, so only for stats and clear)."""
-        yield from self.client.scan_iter(match=self.prefix + b"b:*", count=_SCAN_COUNT)
+    def members(self) -> Iterator[tuple[int, int, NDArray[np.int64]]]:
+        """Every bucket as (table, code, ids): a full SCAN, for checks and repair."""
+        bits = self.layout.group_bits
+        for key in self._scan(self.prefix + b"b:*"):
+            tag, _, field = key[len(self.prefix) + 3 :].partition(b"}:")
+            table, group = (int(x) for x in tag.strip(b"{}").split(b"."))
+            if field:
+                value = self.client.get(key)
+                values = {int(field): value} if value else {}
+            else:
+                values = {int(f): v for f, v in self.client.hgetall(key).items()}
+            for f, blob in values.items():
+                yield table, group << bits | f, np.frombuffer(blob, dtype=self._dtype).astype(np.int64)
 
     def clear(self) -> int:
         """Unlink every key of this index; returns how many were removed."""
         removed = 0
         batch: list[bytes] = []
-        for key in self.client.scan_iter(match=self.prefix + b"*", count=_SCAN_COUNT):
+        for key in self._scan(self.prefix + b"*"):
             batch.append(key)
             if len(batch) >= _SCAN_COUNT:
                 removed += self._unlink(batch)
                 batch = []
         removed += self._unlink(batch)
         return removed
+
+    def _scan(self, match: bytes) -> Iterator[bytes]:
+        yield from self.client.scan_iter(match=match, count=_SCAN_COUNT)
 
     def _unlink(self, keys: list[bytes]) -> int:
         if not keys:
@@ -203,21 +364,27 @@ class Buckets:
         return int(sum(pipe.execute()))
 
     def bucket_sizes(self) -> NDArray[np.int64]:
-        """Member count of every bucket (one STRLEN per bucket, pipelined)."""
+        """Member count of every bucket (pipelined HVALS / STRLEN over a SCAN)."""
         sizes: list[int] = []
         batch: list[bytes] = []
-        for key in self.scan_buckets():
+        for key in self._scan(self.prefix + b"b:*"):
             batch.append(key)
             if len(batch) >= _SCAN_COUNT:
-                sizes += self._strlens(batch)
+                sizes += self._lengths(batch)
                 batch = []
-        sizes += self._strlens(batch)
-        return np.array(sizes, dtype=np.int64) // self.id_bytes
+        sizes += self._lengths(batch)
+        return np.array(sizes, dtype=np.int64) // self.layout.id_bytes
 
-    def _strlens(self, keys: list[bytes]) -> list[int]:
+    def _lengths(self, keys: list[bytes]) -> list[int]:
         if not keys:
             return []
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.strlen(key)
-        return [int(v) for v in pipe.execute()]
+            if key.endswith(b"}"):
+                pipe.hvals(key)
+            else:
+                pipe.strlen(key)
+        lengths: list[int] = []
+        for value in pipe.execute():
+            lengths += [len(v) for v in value] if isinstance(value, list) else [int(value)]
+        return lengths

@@ -7,7 +7,7 @@ so no verb loops over vectors in Python.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
@@ -37,6 +37,10 @@ class Hasher:
     planes: NDArray[np.float32]
     num_tables: int
     num_bits: int
+    _planes64: NDArray[np.float64] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_planes64", self.planes.astype(np.float64))
 
     def project(self, vectors: NDArray[np.float32]) -> NDArray[np.float64]:
         """Projections, shape (n, tables, bits).
@@ -45,7 +49,7 @@ class Hasher:
         always lands in the same buckets, whatever the batch it arrives in:
         removal on upsert and delete re-hashes the stored copy.
         """
-        proj = vectors.astype(np.float64) @ self.planes.astype(np.float64)
+        proj = vectors.astype(np.float64) @ self._planes64
         return proj.reshape(len(vectors), self.num_tables, self.num_bits)
 
     def codes(self, vectors: NDArray[np.float32]) -> NDArray[np.int64]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ import redis as redis_lib
 from numpy.typing import NDArray
 
 from lshrs import embedded, inputs, ranking
-from lshrs.buckets import FORMAT_VERSION, Buckets
+from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, server_layout
 from lshrs.embeddings import Embedder, make_embedder
 from lshrs.hashing import Hasher, make_planes
 from lshrs.stores.base import Metadata, Rows, Store
@@ -26,7 +26,7 @@ DEFAULT_NUM_TABLES = 12
 DEFAULT_NUM_BITS = 14
 DEFAULT_NUM_PROBES = 12
 DEFAULT_SEED = 0
-DEFAULT_ID_BYTES = 8
+DEFAULT_ID_BYTES = 4
 DEFAULT_BATCH_SIZE = 10_000
 # Below this many indexed vectors a query scans the store exactly: that is
 # both faster than probing and the only way tiny indexes answer top_k fully.
@@ -34,9 +34,13 @@ DEFAULT_EXACT_BELOW = 2_000
 # A query short of top_k candidates retries once with this many times the probes;
 # if still short and the index is no larger than this, it scans the store.
 _WIDEN_FACTOR = 8
+# Bucket entries pooled per write pipeline during index() (see _hashed_chunks).
+_FLUSH_ENTRIES = 1_500_000
 _EXACT_FALLBACK_MAX = 200_000
 
 _HASH_PARAMS = ("dim", "num_tables", "num_bits", "seed", "id_bytes")
+# meta fields fixed at creation besides the parameters (kept across rebuilds)
+_LAYOUT_FIELDS = ("format", "planes", "group_bits", "small_max")
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class LSHRS:
         num_bits: bits per table (K). More bits, smaller buckets.
         num_probes: buckets visited per table at query time (multi-probe).
         seed: seed of the hyperplanes (drawn once, then stored in Redis).
-        id_bytes: 8 for any int64 id, 4 to halve bucket memory when ids fit int32.
+        id_bytes: width of an id in the buckets: 4 (default, ids below 2**31) or 8 (any int64 id).
         redis: an existing redis-py client (``Redis`` or ``RedisCluster``).
         redis_url: used when `redis` is not given; else ``REDIS_URL``; else an
             embedded server under `data_dir`.
@@ -149,7 +153,12 @@ class LSHRS:
             raise ValueError(f"index {self.name!r} exists with other parameters: {detail}")
         planes = np.frombuffer(meta["planes"], dtype="<f4").reshape(params["dim"], -1).astype(np.float32)
         self.params = params
-        self.buckets.id_bytes = params["id_bytes"]
+        self.buckets.layout = Layout(
+            id_bytes=params["id_bytes"],
+            num_bits=params["num_bits"],
+            group_bits=int(meta["group_bits"]),
+            small_max=int(meta["small_max"]),
+        )
         self.hasher = Hasher(planes, params["num_tables"], params["num_bits"])
 
     def _create(self, dim: int) -> None:
@@ -161,7 +170,14 @@ class LSHRS:
             "id_bytes": self._requested.get("id_bytes", DEFAULT_ID_BYTES),
         }
         planes = make_planes(dim, params["num_tables"], params["num_bits"], params["seed"])
-        fields: dict[str, Any] = {**params, "format": FORMAT_VERSION, "planes": planes.astype("<f4").tobytes()}
+        group_bits, small_max = server_layout(self.redis)
+        fields: dict[str, Any] = {
+            **params,
+            "format": FORMAT_VERSION,
+            "planes": planes.astype("<f4").tobytes(),
+            "group_bits": min(group_bits, params["num_bits"]),
+            "small_max": small_max,
+        }
         if self.buckets.create_meta(fields):
             log.info("created index %r: %s", self.name, params)
         self._load(self.buckets.read_meta())
@@ -273,10 +289,12 @@ class LSHRS:
         vecs = inputs.as_vectors(vectors, dim=self.dim)
         id_arr = self._ids(ids)
         inputs.check_length("ids", len(id_arr), len(vecs))
-        hasher = self._ready(vecs.shape[1])
-        for lo in range(0, len(id_arr), self.batch_size):
-            part_ids, part_vecs = id_arr[lo : lo + self.batch_size], vecs[lo : lo + self.batch_size]
-            self.buckets.apply(add=self.buckets.group(part_ids, hasher.codes(part_vecs)))
+        batches = (
+            Rows(id_arr[lo : lo + self.batch_size], vecs[lo : lo + self.batch_size])
+            for lo in range(0, len(id_arr), self.batch_size)
+        )
+        for chunk_ids, codes in self._hashed_chunks(batches, None):
+            self.buckets.apply(add=self.buckets.group(chunk_ids, codes))
         return len(id_arr)
 
     def _index_store(self) -> int:
@@ -284,7 +302,7 @@ class LSHRS:
         checkpoint = int(meta["indexed_through"]) if "indexed_through" in meta else None
         fresh = checkpoint is None and self.buckets.entry_count() == 0
         # A fresh build only appends. A resumed or incremental one removes
-        # each batch's ids before appending, so rows that a crash or ingest()
+        # each chunk's ids before appending, so rows that a crash or ingest()
         # already placed are not placed twice.
         careful = not fresh and meta.get("build") != b"fresh"
         first = True
@@ -292,23 +310,47 @@ class LSHRS:
             self.buckets.set_meta(build="fresh")
         done = 0
         with _progress(self.show_progress, self.store, self.name) as bar:
-            for rows in self.store.scan(batch_size=self.batch_size, after=checkpoint):
-                hasher = self._ready(rows.vectors.shape[1])
-                rows.vectors = inputs.as_vectors(rows.vectors, dim=hasher.planes.shape[0], name="stored vectors")
-                group = self.buckets.group(rows.ids, hasher.codes(rows.vectors))
+            for ids, codes in self._hashed_chunks(self.store.scan(batch_size=self.batch_size, after=checkpoint), bar):
+                group = self.buckets.group(ids, codes)
                 self.buckets.apply(add=group, remove=group if (careful or (first and not fresh)) else None)
-                self.buckets.set_meta(indexed_through=int(rows.ids[-1]))
+                self.buckets.set_meta(indexed_through=int(ids[-1]))
                 first = False
-                done += len(rows)
-                bar.update(len(rows))
+                done += len(ids)
         self.buckets.set_meta(build="done")
         return done
+
+    def _hashed_chunks(
+        self, batches: Iterable[Rows], bar: Any
+    ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+        """Hash batches of rows and regroup them into chunks of about `_FLUSH_ENTRIES` bucket entries.
+
+        A bucket write costs one script step per distinct bucket touched, so
+        a build is fastest when each write carries many ids per bucket: the
+        codes of several store batches are pooled (16 bytes per vector per
+        table, far less than the vectors) before they go to Redis.
+        """
+        pooled_ids: list[NDArray[np.int64]] = []
+        pooled_codes: list[NDArray[np.int64]] = []
+        pooled = 0
+        for rows in batches:
+            hasher = self._ready(rows.vectors.shape[1])
+            vectors = inputs.as_vectors(rows.vectors, dim=hasher.planes.shape[0], name="stored vectors")
+            pooled_ids.append(rows.ids)
+            pooled_codes.append(hasher.codes(vectors))
+            pooled += len(rows.ids) * hasher.num_tables
+            if bar is not None:
+                bar.update(len(rows.ids))
+            if pooled >= _FLUSH_ENTRIES:
+                yield np.concatenate(pooled_ids), np.concatenate(pooled_codes)
+                pooled_ids, pooled_codes, pooled = [], [], 0
+        if pooled_ids:
+            yield np.concatenate(pooled_ids), np.concatenate(pooled_codes)
 
     def _drop_buckets(self) -> None:
         meta = self.buckets.read_meta()
         self.buckets.clear()
         if meta:
-            keep = {k: meta[k] for k in (*_HASH_PARAMS, "format", "planes", "next_id") if k in meta}
+            keep = {k: meta[k] for k in (*_HASH_PARAMS, *_LAYOUT_FIELDS, "next_id") if k in meta}
             self.buckets.create_meta(keep)
 
     def delete(self, ids: Any) -> int:
@@ -387,13 +429,10 @@ class LSHRS:
         )
         if self.hasher is None and not self._attach():
             return [[] for _ in range(len(vecs))]
-        count = self.count()
-        if rerank and count < self.exact_below:
-            return self._hits(self._exact(vecs, top_k), len(vecs), payload=True)
-        pairs = self._search(vecs, top_k, top_p, rerank, probes)
+        pairs, count = self._search(vecs, top_k, top_p, rerank, probes)
         short = np.flatnonzero(pairs.per_query(len(vecs)) < min(top_k, count))
         if len(short):
-            again = self._search(vecs[short], top_k, top_p, rerank, probes * _WIDEN_FACTOR)
+            again, _ = self._search(vecs[short], top_k, top_p, rerank, probes * _WIDEN_FACTOR)
             pairs = _splice(pairs, short, again)
             short = np.flatnonzero(pairs.per_query(len(vecs)) < min(top_k, count))
         if len(short) and rerank and count <= _EXACT_FALLBACK_MAX:
@@ -404,31 +443,39 @@ class LSHRS:
 
     def _search(
         self, vecs: NDArray[np.float32], top_k: int, top_p: float | None, rerank: bool, probes: int
-    ) -> ranking.Pairs:
+    ) -> tuple[ranking.Pairs, int]:
+        """Ranked results of every query, and the index size read along with the buckets.
+
+        Below `exact_below` indexed vectors the bucket read is dropped for an
+        exact scan: the size only arrives with the buckets, which saves a
+        round trip on every query of a large index.
+        """
         assert self.hasher is not None
-        candidates = self._candidates(vecs, probes)
+        candidates, count = self._candidates(vecs, probes)
+        if rerank and count < self.exact_below:
+            return self._exact(vecs, top_k), count
         if not rerank:
             scaled = ranking.Pairs(candidates.query, candidates.ids, candidates.value / self.hasher.num_tables)
-            return ranking.head(scaled, np.full(len(vecs), top_k))
+            return ranking.head(scaled, np.full(len(vecs), top_k)), count
         limits = ranking.top_p_limits(candidates, len(vecs), top_k, top_p)
         chosen = ranking.head(candidates, limits)
-        found = self.store.get(np.unique(chosen.ids), payload=False)
-        scored = ranking.cosine_pairs(chosen, vecs, found.ids, found.vectors)
-        return ranking.head(scored, np.full(len(vecs), top_k))
+        wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
+        found = self.store.get(wanted, payload=False)
+        scored = ranking.cosine_pairs(chosen, vecs, found)
+        return ranking.head(scored, np.full(len(vecs), top_k)), count
 
-    def _candidates(self, vecs: NDArray[np.float32], probes: int) -> ranking.Pairs:
-        """Ids in the probed buckets with their collision counts, ranked per query."""
+    def _candidates(self, vecs: NDArray[np.float32], probes: int) -> tuple[ranking.Pairs, int]:
+        """Ids in the probed buckets with their collision counts, ranked per query; and the index size."""
         assert self.hasher is not None
         codes = self.hasher.probes(vecs, probes)  # (n, tables, probes)
         tables = np.broadcast_to(np.arange(codes.shape[1])[:, None], codes.shape[1:])
         slot_bucket = (tables[None] << self.hasher.num_bits | codes).reshape(-1)
         unique_buckets, slot_key = np.unique(slot_bucket, return_inverse=True)
         mask = (1 << self.hasher.num_bits) - 1
-        keys = self.buckets.keys_for(unique_buckets >> self.hasher.num_bits, unique_buckets & mask)
-        members, sizes = self.buckets.fetch(keys)
+        members, sizes, entries = self.buckets.fetch(unique_buckets >> self.hasher.num_bits, unique_buckets & mask)
         slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
         queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
-        return ranking.count_collisions(queries, ids)
+        return ranking.count_collisions(queries, ids), entries // self.hasher.num_tables
 
     def _exact(self, vecs: NDArray[np.float32], top_k: int) -> ranking.Pairs:
         """Brute-force cosine over every stored row (small indexes)."""

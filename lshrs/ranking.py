@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs.stores.base import find_sorted
+from lshrs.stores.base import Rows, find_sorted
 
 _QUERY_BLOCK = 32
 
@@ -94,26 +94,39 @@ def top_p_limits(pairs: Pairs, n_queries: int, top_k: int, top_p: float | None) 
 
 
 def normalize(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-    return (vectors / np.where(norms == 0, 1, norms)).astype(np.float32)
+    return (vectors * inverse_norms(vectors)[:, None]).astype(np.float32)
 
 
-def cosine_pairs(
-    pairs: Pairs, queries: NDArray[np.float32], found_ids: NDArray[np.int64], found_vectors: NDArray[np.float32]
-) -> Pairs:
+def inverse_norms(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
+    """1 / |v| per row, 0 for a zero row (so it scores 0 instead of NaN)."""
+    squared = np.einsum("ij,ij->i", vectors, vectors)
+    with np.errstate(divide="ignore"):
+        inv = 1.0 / np.sqrt(squared)
+    inv[squared == 0] = 0.0
+    return inv.astype(np.float32)
+
+
+def cosine_pairs(pairs: Pairs, queries: NDArray[np.float32], found: Rows) -> Pairs:
     """Exact cosine of every (query, candidate) pair whose vector was found, ranked.
 
     Candidates missing from the store (deleted rows, or rows indexed from
     arrays but never stored) are dropped here.
     """
-    if len(found_ids) == 0 or len(pairs) == 0:
+    if len(found) == 0 or len(pairs) == 0:
         return Pairs(pairs.query[:0], pairs.ids[:0], np.empty(0))
-    order = np.argsort(found_ids)
-    pos = find_sorted(found_ids[order], pairs.ids)
-    kept = pairs.take(pos >= 0)
-    rows = order[pos[pos >= 0]]
+    if np.array_equal(found.ids, pairs.ids):  # one query, every candidate found: rows already line up
+        kept, rows = pairs, None
+    else:
+        order = np.argsort(found.ids)
+        pos = find_sorted(found.ids[order], pairs.ids)
+        kept, rows = pairs.take(pos >= 0), order[pos[pos >= 0]]
     qn = normalize(queries)
-    vn = normalize(found_vectors)
+    inv = inverse_norms(found.vectors)
+    if len(queries) == 1:
+        vectors = found.vectors if rows is None else found.vectors[rows]
+        scale = inv if rows is None else inv[rows]
+        return rank(Pairs(kept.query, kept.ids, ((vectors @ qn[0]) * scale).astype(np.float64)))
+    assert rows is not None
     scores = np.empty(len(kept), np.float64)
     # Blocks of queries: one matrix product over the block's distinct candidate
     # rows, instead of gathering a (pairs, dim) copy of vectors per pair.
@@ -123,7 +136,7 @@ def cosine_pairs(
             continue
         block_rows, local = np.unique(rows[lo:hi], return_inverse=True)
         first_query = int(kept.query[lo])
-        block = vn[block_rows] @ qn[first_query : int(kept.query[hi - 1]) + 1].T
+        block = (found.vectors[block_rows] @ qn[first_query : int(kept.query[hi - 1]) + 1].T) * inv[block_rows, None]
         scores[lo:hi] = block[local.reshape(-1), kept.query[lo:hi] - first_query]
     return rank(Pairs(kept.query, kept.ids, scores))
 

@@ -8,12 +8,9 @@ from conftest import clustered, exact_top_k
 from lshrs import LSHRS, MemoryStore
 
 
-def bucket_members(redis_client, name):
-    """Every id in every bucket of an index, read straight from Redis."""
-    found = []
-    for key in redis_client.scan_iter(match=f"lshrs:{name}:b:*".encode()):
-        found += np.frombuffer(redis_client.get(key), "<i8").tolist()
-    return found
+def bucket_members(lsh):
+    """Every id in every bucket of an index, read back from Redis."""
+    return [i for _, _, ids in lsh.buckets.members() for i in ids.tolist()]
 
 
 def test_recall_at_default_parameters(make_index):
@@ -111,7 +108,7 @@ def test_upsert_moves_an_id_between_buckets(make_index, redis_client, name):
     b = -a  # opposite vector: every sign flips, so no bucket is shared
     lsh.ingest(vectors=[a], ids=[1000])
     lsh.ingest(vectors=[b], ids=[1000])
-    members = bucket_members(redis_client, name)
+    members = bucket_members(lsh)
     assert members.count(1000) == 8
     assert lsh.count() == 501
     assert 1000 not in [h.id for h in lsh.query(a, top_k=5, rerank=False)]
@@ -123,13 +120,13 @@ def test_delete_leaves_no_trace(make_index, redis_client, name):
     vectors = clustered(2_000)
     ids = lsh.ingest(vectors=vectors)
     gone = ids[:50]
-    assert lsh.delete(np.r_[gone, [10**12]]) == 50
-    members = set(bucket_members(redis_client, name))
+    assert lsh.delete(np.r_[gone, [2**31 - 1]]) == 50
+    members = set(bucket_members(lsh))
     assert not members & set(gone.tolist())
     assert len(lsh.store.get(gone)) == 0
     assert lsh.count() == 1_950
     assert all(h.id not in set(gone.tolist()) for h in lsh.query(vectors[0], top_k=20))
-    assert lsh.delete([10**12 + 1]) == 0
+    assert lsh.delete([2**31 - 2]) == 0
 
 
 def test_clear_leaves_other_indexes_alone(make_index, redis_client, name):
@@ -164,7 +161,9 @@ class Crashing:
             yield rows
 
 
-def test_index_resumes_after_a_crash(make_index, redis_client, name):
+def test_index_resumes_after_a_crash(make_index, redis_client, name, monkeypatch):
+    # one bucket flush (and checkpoint) per store batch, so the crash lands between checkpoints
+    monkeypatch.setattr("lshrs.index._FLUSH_ENTRIES", 1)
     store = MemoryStore()
     vectors = clustered(5_000)
     store.put(np.arange(5_000), vectors)
@@ -174,7 +173,7 @@ def test_index_resumes_after_a_crash(make_index, redis_client, name):
     assert 0 < crashing.count() < 5_000
     resumed = make_index(store=store, batch_size=1_000)
     assert resumed.index() == 2_000
-    members = bucket_members(redis_client, name)
+    members = bucket_members(resumed)
     assert len(members) == 5_000 * 6
     assert np.array_equal(np.unique(members), np.arange(5_000))
     assert resumed.count() == 5_000
@@ -182,7 +181,7 @@ def test_index_resumes_after_a_crash(make_index, redis_client, name):
     store.put(np.arange(5_000, 5_100), clustered(100, seed=3))
     resumed.ingest(vectors=clustered(1, seed=4), ids=[5_050])  # already placed by ingest
     assert resumed.index() == 100
-    assert len(bucket_members(redis_client, name)) == 5_100 * 6
+    assert len(bucket_members(resumed)) == 5_100 * 6
 
 
 def test_index_arrays_and_rebuild(make_index, redis_client, name):
@@ -211,7 +210,43 @@ def test_stats(make_index):
     stats = lsh.stats()
     assert stats["count"] == 1_000 and stats["store_count"] == 1_000
     assert stats["num_tables"] == 4 and stats["num_bits"] == 8
-    assert stats["bucket_payload_bytes"] == 1_000 * 4 * 8
+    assert stats["bucket_payload_bytes"] == 1_000 * 4 * lsh.params["id_bytes"]
     assert 0 < stats["buckets"] <= 4 * 256
     assert stats["bucket_size"]["max"] >= stats["bucket_size"]["p50"]
     assert stats["redis_used_memory"] > 0
+
+
+def rehashed(lsh):
+    """(table, code) -> sorted ids, recomputed from the store: what the buckets must hold."""
+    expected: dict = {}
+    for rows in lsh.store.scan(batch_size=1_000):
+        for row_id, codes in zip(rows.ids.tolist(), lsh.hasher.codes(rows.vectors).tolist()):
+            for table, code in enumerate(codes):
+                expected.setdefault((table, code), []).append(row_id)
+    return {key: sorted(ids) for key, ids in expected.items()}
+
+
+def stored_buckets(lsh):
+    return {(t, c): sorted(ids.tolist()) for t, c, ids in lsh.buckets.members()}
+
+
+def test_buckets_cross_between_hash_fields_and_strings(make_index, redis_client, name):
+    # 5 bits, 3 tables: 32 buckets per table, so 40..400 vectors put buckets on both sides of small_max
+    lsh = make_index(num_tables=3, num_bits=5, exact_below=0)
+    rng = np.random.default_rng(1)
+    for n in (40, 60, 300):
+        lsh.ingest(vectors=rng.standard_normal((n, 8)))
+        assert stored_buckets(lsh) == rehashed(lsh)
+    kinds = {redis_client.type(k) for k in redis_client.scan_iter(match=f"lshrs:{name}:b:*")}
+    assert kinds == {b"hash", b"string"}
+    small_max = lsh.buckets.layout.small_max
+    for key in redis_client.scan_iter(match=f"lshrs:{name}:b:*"):
+        if redis_client.type(key) == b"hash":
+            assert max(map(len, redis_client.hvals(key))) <= small_max
+    ids = np.array(sorted(i for ids in rehashed(lsh).values() for i in ids))[::3]
+    lsh.delete(np.unique(ids))
+    lsh.ingest(vectors=rng.standard_normal((20, 8)), ids=np.unique(ids)[:20])  # re-add some, moved
+    assert stored_buckets(lsh) == rehashed(lsh)
+    lsh.delete(np.array([int(i) for i in lsh.store.scan(batch_size=10_000).__next__().ids]))
+    assert stored_buckets(lsh) == {} and lsh.count() == 0
+    assert not list(redis_client.scan_iter(match=f"lshrs:{name}:b:*"))

@@ -52,12 +52,15 @@ def test_one_bad_row_rejects_the_whole_batch(lsh):
     assert snapshot(lsh) == before
 
 
-def test_id_width_is_enforced(make_index):
-    small = make_index(id_bytes=4)
+def test_id_width_is_enforced(make_index, name):
+    small = make_index()  # 4-byte ids by default
     with pytest.raises(ValueError, match=r"\[-2147483648, 2147483647\]"):
         small.ingest(vectors=np.ones((1, 4)), ids=[2**31])
     small.ingest(vectors=np.ones((1, 4)), ids=[np.int32(2**31 - 1)])
     assert small.query(np.ones(4), top_k=1)[0].id == 2**31 - 1
+    wide = make_index(name=name + "w", id_bytes=8)
+    wide.ingest(vectors=np.ones((3, 4)) + np.eye(3, 4), ids=[-(2**62), 2**40, 2**62])
+    assert sorted(h.id for h in wide.query(np.ones(4), top_k=3, rerank=False)) == [-(2**62), 2**40, 2**62]
 
 
 @pytest.mark.parametrize(
