@@ -13,8 +13,6 @@ from numpy.typing import NDArray
 
 from lshrs.stores.base import Rows, find_sorted
 
-_QUERY_BLOCK = 32
-
 
 @dataclass(frozen=True)
 class Pairs:
@@ -58,20 +56,35 @@ def expand_buckets(
 
 
 def count_collisions(queries: NDArray[np.int64], ids: NDArray[np.int64]) -> Pairs:
-    """Collision count of each distinct (query, id), ranked by count then id."""
+    """Collision count of each distinct (query, id), ranked by count, then id."""
     if len(ids) == 0:
         return Pairs(queries, ids, np.empty(0))
-    order = np.lexsort((ids, queries))
-    q, i = queries[order], ids[order]
-    first = np.r_[True, (q[1:] != q[:-1]) | (i[1:] != i[:-1])]
-    starts = np.flatnonzero(first)
-    counts = np.diff(np.r_[starts, len(q)])
-    return rank(Pairs(q[starts], i[starts], counts.astype(np.float64)))
+    low = int(ids.min())
+    span = int(ids.max()) - low + 1
+    n_queries = int(queries.max()) + 1
+    if n_queries * span * 64 >= 2**62:  # ids too spread to pack with the query into one int64
+        order = np.lexsort((ids, queries))
+        q, i = queries[order], ids[order]
+        starts = np.flatnonzero(np.r_[True, (q[1:] != q[:-1]) | (i[1:] != i[:-1])])
+        counts = np.diff(np.r_[starts, len(q)])
+        pairs = Pairs(q[starts], i[starts], counts.astype(np.float64))
+        order = np.lexsort((pairs.ids, -pairs.value, pairs.query))
+        return Pairs(pairs.query[order], pairs.ids[order], pairs.value[order])
+    # One packed key per pair: a single sort counts, a second ranks (both far
+    # cheaper than multi-key lexsorts over a batch's million pairs).
+    keys, counts = np.unique(queries * span + (ids - low), return_counts=True)
+    q, offset = np.divmod(keys, span)
+    most = int(counts.max())
+    order = np.argsort((q * (most + 1) + (most - counts)) * span + offset)
+    return Pairs(q[order], offset[order] + low, counts[order].astype(np.float64))
 
 
 def rank(pairs: Pairs) -> Pairs:
-    """Sort by query, then value descending, then id (so ties are deterministic)."""
-    order = np.lexsort((pairs.ids, -pairs.value, pairs.query))
+    """Sort by query, then value descending; ties keep their incoming order."""
+    if len(pairs) and float(np.abs(pairs.value).max()) <= 1.5:  # scores: pack (query, -value) into one float
+        order = np.argsort(pairs.query * 4.0 - pairs.value, kind="stable")
+    else:
+        order = np.lexsort((-pairs.value, pairs.query))
     return Pairs(pairs.query[order], pairs.ids[order], pairs.value[order])
 
 
@@ -122,22 +135,17 @@ def cosine_pairs(pairs: Pairs, queries: NDArray[np.float32], found: Rows) -> Pai
         kept, rows = pairs.take(pos >= 0), order[pos[pos >= 0]]
     qn = normalize(queries)
     inv = inverse_norms(found.vectors)
-    if len(queries) == 1:
-        vectors = found.vectors if rows is None else found.vectors[rows]
-        scale = inv if rows is None else inv[rows]
-        return rank(Pairs(kept.query, kept.ids, ((vectors @ qn[0]) * scale).astype(np.float64)))
-    assert rows is not None
+    if rows is None:
+        return rank(Pairs(kept.query, kept.ids, ((found.vectors @ qn[0]) * inv).astype(np.float64)))
+    # One gather and matrix-vector product per query: measured faster than
+    # dense products over blocks of queries, which score every block row
+    # against every query of the block.
     scores = np.empty(len(kept), np.float64)
-    # Blocks of queries: one matrix product over the block's distinct candidate
-    # rows, instead of gathering a (pairs, dim) copy of vectors per pair.
-    bounds = np.searchsorted(kept.query, np.arange(0, len(queries) + _QUERY_BLOCK, _QUERY_BLOCK))
-    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-        if lo == hi:
-            continue
-        block_rows, local = np.unique(rows[lo:hi], return_inverse=True)
-        first_query = int(kept.query[lo])
-        block = (found.vectors[block_rows] @ qn[first_query : int(kept.query[hi - 1]) + 1].T) * inv[block_rows, None]
-        scores[lo:hi] = block[local.reshape(-1), kept.query[lo:hi] - first_query]
+    bounds = np.searchsorted(kept.query, np.arange(len(queries) + 1))
+    for q, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
+        if lo < hi:
+            block = rows[lo:hi]
+            scores[lo:hi] = (found.vectors[block] @ qn[q]) * inv[block]
     return rank(Pairs(kept.query, kept.ids, scores))
 
 
