@@ -40,7 +40,7 @@ def used_memory(client: redis.Redis) -> int:
 
 
 def bucket_memory(url: str, vectors: np.ndarray) -> dict:
-    """Bytes per (vector, table) entry: packed strings (lshrs) vs Redis sets of the same entries."""
+    """Bytes per (vector, table) entry: lshrs' layout against the simple alternatives, same entries."""
     client = redis.Redis.from_url(url)
     client.flushall()
     base = used_memory(client)
@@ -54,25 +54,37 @@ def bucket_memory(url: str, vectors: np.ndarray) -> dict:
     buckets = lsh.stats()["buckets"]
     codes = lsh.hasher.codes(vectors)  # type: ignore[union-attr]
     client.flushall()
-    base = used_memory(client)
-    pipe = client.pipeline(transaction=False)
-    for t in range(tables):
-        order = np.argsort(codes[:, t], kind="stable")
-        starts = np.flatnonzero(np.r_[True, np.diff(codes[order, t]) != 0])
-        for lo, hi in zip(starts, np.r_[starts[1:], len(order)]):
-            pipe.sadd(f"sets:{t}:{codes[order[lo], t]}", *order[lo:hi].tolist())
-        pipe.execute()
-    sets = used_memory(client) - base
-    client.flushall()
+    width = lsh.params["id_bytes"]
     return {
         "vectors": len(vectors),
         "tables": tables,
         "buckets": buckets,
+        "id_bytes": width,
         "packed_bytes_per_entry": packed / entries,
         "packed_bytes_per_vector": packed / len(vectors),
-        "sets_bytes_per_entry": sets / entries,
+        "string_per_bucket_bytes_per_entry": _alternative(client, codes, "string", width) / entries,
+        "sets_bytes_per_entry": _alternative(client, codes, "set", width) / entries,
         "bucket_build_vectors_per_s": len(vectors) / build_s,
     }
+
+
+def _alternative(client: redis.Redis, codes: np.ndarray, kind: str, width: int) -> int:
+    """Redis memory of the same buckets as one key each: a packed string or a set of ids."""
+    base = used_memory(client)
+    pipe = client.pipeline(transaction=False)
+    for t in range(codes.shape[1]):
+        order = np.argsort(codes[:, t], kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(codes[order, t]) != 0])
+        for lo, hi in zip(starts, np.r_[starts[1:], len(order)]):
+            key = f"alt:{t}:{codes[order[lo], t]}"
+            if kind == "set":
+                pipe.sadd(key, *order[lo:hi].tolist())
+            else:
+                pipe.set(key, order[lo:hi].astype(f"<i{width}").tobytes())
+        pipe.execute()
+    used = used_memory(client) - base
+    client.flushall()
+    return used
 
 
 def parameter_grid(url: str, vectors: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> list[dict]:
@@ -91,7 +103,7 @@ def parameter_grid(url: str, vectors: np.ndarray, queries: np.ndarray, truth: np
         hits = lsh.query_many(queries, top_k=10)
         qps = len(queries) / (time.perf_counter() - t0)
         recall = np.mean([len({h.id for h in row} & set(t.tolist())) / 10 for row, t in zip(hits, truth)])
-        cands = lsh._candidates(queries, probes).per_query(len(queries)).mean()
+        cands = lsh._candidates(queries, probes)[0].per_query(len(queries)).mean()
         row = {
             "num_tables": tables,
             "num_bits": bits,
@@ -124,7 +136,7 @@ def measure_store(label: str, lsh: LSHRS, vectors: np.ndarray, queries: np.ndarr
     lsh.query_many(queries, top_k=10)
     many_s = time.perf_counter() - t0
     recall = np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth)])
-    candidates = lsh._candidates(queries, lsh.num_probes).per_query(len(queries))
+    candidates = lsh._candidates(queries, lsh.num_probes)[0].per_query(len(queries))
     ms = np.array(times) * 1e3
     row = {
         "store": label,
@@ -206,9 +218,11 @@ def markdown(r: dict) -> str:
         "",
         "## Redis memory (INFO used_memory delta)",
         "",
-        f"- packed strings (lshrs): {m['packed_bytes_per_entry']:.2f} bytes per (vector, table) entry, "
+        f"- lshrs (listpack hash fields + strings for large buckets, {m['id_bytes']}-byte ids): "
+        f"{m['packed_bytes_per_entry']:.2f} bytes per (vector, table) entry, "
         f"{m['packed_bytes_per_vector']:.0f} bytes per vector, {m['buckets']:,} buckets",
-        f"- Redis sets of the same entries: {m['sets_bytes_per_entry']:.2f} bytes per entry",
+        f"- one packed string per bucket, same entries: {m['string_per_bucket_bytes_per_entry']:.2f} bytes per entry",
+        f"- one Redis set per bucket, same entries: {m['sets_bytes_per_entry']:.2f} bytes per entry",
         f"- bucket build from arrays: {m['bucket_build_vectors_per_s']:,.0f} vectors/s",
         "",
         "## Parameter grid (MemoryStore, query_many)",
