@@ -21,7 +21,8 @@ from lshrs.stores.base import Metadata, Rows, Store
 
 log = logging.getLogger("lshrs")
 
-# Defaults: see README "Choosing parameters" for the measurement behind them.
+# Defaults: README "Choosing parameters" gives the measurements behind them
+# (benchmarks/core.py, benchmarks/tune.py).
 DEFAULT_NUM_TABLES = 12
 DEFAULT_NUM_BITS = 14
 DEFAULT_NUM_PROBES = 12

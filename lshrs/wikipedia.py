@@ -1,0 +1,198 @@
+"""Wikipedia articles from the published inputs, streamed one at a time.
+
+Three sources give the same `Article` records:
+
+- MediaWiki XML dumps (``*-pages-articles*.xml`` or ``.xml.bz2``), parsed
+  incrementally; redirects and pages outside the article namespace are
+  skipped, and wiki markup is stripped with mwparserfromhell.
+- Hugging Face ``wikimedia/wikipedia`` rows (``id``, ``url``, ``title``,
+  ``text``) saved as parquet or JSON lines.
+- A Hugging Face ``datasets`` object, or any iterable of such row dicts.
+
+Nothing here holds more than one article (or one parquet row group) in memory.
+"""
+
+from __future__ import annotations
+
+import bz2
+import io
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+ARTICLE_NAMESPACE = "0"
+_URL = "https://en.wikipedia.org/wiki/"
+# What strip_code leaves behind that is not prose: category/file link lines
+# (strip_code keeps their text) and runs of blank lines.
+_LEFTOVER_LINE = re.compile(r"^\s*(?:Category|File|Image|thumb\|)[^\n]*$", re.MULTILINE | re.IGNORECASE)
+_BLANK_RUNS = re.compile(r"\n{3,}")
+# Trailing sections that are lists of links, not prose worth retrieving.
+_BACK_MATTER = r"(?i)^\s*(see also|references|external links|further reading|notes|bibliography|sources|citations)\s*$"
+
+
+class SourceError(ValueError):
+    """An input that cannot be read as Wikipedia articles (one line for the user)."""
+
+
+@dataclass(frozen=True)
+class Article:
+    id: int
+    title: str
+    text: str
+    url: str
+
+
+def read_articles(source: str | Path | Iterable[Mapping[str, Any]]) -> Iterator[Article]:
+    """Articles from a dump, a parquet/JSONL file, or rows already loaded (a `datasets` object)."""
+    if not isinstance(source, (str, Path)):
+        return read_rows(source)
+    path = Path(source)
+    if not path.is_file():
+        raise SourceError(f"{path}: no such file")
+    kind = sniff(path)
+    if kind == "dump":
+        return read_dump(path)
+    if kind == "parquet":
+        return read_parquet(path)
+    if kind == "jsonl":
+        return read_jsonl(path)
+    raise SourceError(f"{path}: expected a MediaWiki XML dump (optionally .bz2), a parquet or a JSON lines file")
+
+
+def sniff(path: Path) -> str | None:
+    """The input kind by content, not name: dump part files are named like ``...xml-p1p41242.bz2``."""
+    with open(path, "rb") as raw:
+        head = raw.read(4)
+    if head == b"PAR1":
+        return "parquet"
+    try:
+        with _open(path) as stream:
+            start = stream.read(4096).lstrip()
+    except (OSError, EOFError):
+        return None
+    if start.startswith(b"<") and b"<mediawiki" in start:
+        return "dump"
+    if start.startswith(b"{"):
+        return "jsonl"
+    return None
+
+
+# -- MediaWiki XML dumps ------------------------------------------------------
+
+
+def read_dump(path: str | Path) -> Iterator[Article]:
+    """Article pages of a MediaWiki export, markup stripped, in dump order."""
+    with _open(path) as stream:
+        try:
+            for _, element in ET.iterparse(stream, events=("end",)):
+                if _local(element.tag) != "page":
+                    continue
+                article = _page_article(element)
+                element.clear()  # keep memory flat over a multi-GB dump
+                if article is not None:
+                    yield article
+        except (ET.ParseError, OSError, EOFError) as exc:
+            raise SourceError(f"{path}: not a readable MediaWiki XML dump ({exc})") from None
+
+
+def _open(path: str | Path) -> IO[bytes]:
+    """The file, decompressed when it is bzip2 (by its magic bytes)."""
+    with open(path, "rb") as raw:
+        compressed = raw.read(3) == b"BZh"
+    return bz2.open(path, "rb") if compressed else open(path, "rb")
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _page_article(page: ET.Element) -> Article | None:
+    fields = {_local(child.tag): child for child in page}
+    if "redirect" in fields or (fields.get("ns") is not None and fields["ns"].text != ARTICLE_NAMESPACE):
+        return None
+    revision = fields.get("revision")
+    text_el = None if revision is None else next((c for c in revision if _local(c.tag) == "text"), None)
+    title = fields["title"].text if "title" in fields else None
+    if text_el is None or not text_el.text or not title or "id" not in fields:
+        return None
+    if text_el.text.lstrip().lower().startswith("#redirect"):  # dumps without <redirect> elements
+        return None
+    text = plain_text(text_el.text)
+    if not text:
+        return None
+    return Article(int(fields["id"].text or 0), title, text, _URL + title.replace(" ", "_"))
+
+
+def plain_text(wikitext: str) -> str:
+    """Readable prose from wiki markup: templates, tables, refs and link syntax removed."""
+    import mwparserfromhell
+
+    code = mwparserfromhell.parse(wikitext)
+    for section in code.get_sections(levels=[2], matches=_BACK_MATTER):
+        try:
+            code.remove(section)
+        except ValueError:
+            pass
+    for tag in code.filter_tags(recursive=False, matches=lambda n: str(n.tag).lower() in {"ref", "table", "gallery"}):
+        try:
+            code.remove(tag)
+        except ValueError:
+            pass
+    text = code.strip_code(normalize=True, collapse=True)
+    text = _LEFTOVER_LINE.sub("", text)
+    return _BLANK_RUNS.sub("\n\n", text).strip()
+
+
+# -- Hugging Face wikimedia/wikipedia rows ------------------------------------
+
+
+def read_rows(rows: Iterable[Mapping[str, Any]]) -> Iterator[Article]:
+    """Articles from row dicts with id, title, text (url optional)."""
+    for number, row in enumerate(rows):
+        missing = {"id", "title", "text"} - set(row)
+        if missing:
+            raise SourceError(f"row {number}: missing {', '.join(sorted(missing))} (expected id, url, title, text)")
+        try:
+            article_id = int(row["id"])
+        except (TypeError, ValueError):
+            raise SourceError(f"row {number}: id {row['id']!r} is not an integer") from None
+        text = str(row["text"] or "").strip()
+        if text:
+            title = str(row["title"])
+            url = str(row.get("url") or _URL + title.replace(" ", "_"))
+            yield Article(article_id, title, text, url)
+
+
+def read_jsonl(path: str | Path) -> Iterator[Article]:
+    def rows() -> Iterator[Mapping[str, Any]]:
+        with io.TextIOWrapper(_open(path), encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise SourceError(f"{path}:{number}: not JSON ({exc.msg})") from None
+
+    return read_rows(rows())
+
+
+def read_parquet(path: str | Path) -> Iterator[Article]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SourceError("reading parquet needs pyarrow: pip install 'lshrs[wikipedia]'") from None
+
+    def rows() -> Iterator[Mapping[str, Any]]:
+        try:
+            table = pq.ParquetFile(path)
+        except Exception as exc:  # pyarrow raises several types for a bad file
+            raise SourceError(f"{path}: not a readable parquet file ({exc})") from None
+        columns = [c for c in ("id", "url", "title", "text") if c in table.schema_arrow.names]
+        for batch in table.iter_batches(batch_size=1_000, columns=columns):
+            yield from batch.to_pylist()
+
+    return read_rows(rows())
