@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bz2
 import io
+import itertools
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -30,6 +31,8 @@ _URL = "https://en.wikipedia.org/wiki/"
 # (strip_code keeps their text) and runs of blank lines.
 _LEFTOVER_LINE = re.compile(r"^\s*(?:Category|File|Image|thumb\|)[^\n]*$", re.MULTILINE | re.IGNORECASE)
 _BLANK_RUNS = re.compile(r"\n{3,}")
+# References the parser could not close (an unbalanced '' inside <ref> leaves it as text).
+_LEFTOVER_REF = re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", re.DOTALL | re.IGNORECASE)
 # Trailing sections that are lists of links, not prose worth retrieving.
 _BACK_MATTER = r"(?i)^\s*(see also|references|external links|further reading|notes|bibliography|sources|citations)\s*$"
 
@@ -46,20 +49,28 @@ class Article:
     url: str
 
 
-def read_articles(source: str | Path | Iterable[Mapping[str, Any]]) -> Iterator[Article]:
-    """Articles from a dump, a parquet/JSONL file, or rows already loaded (a `datasets` object)."""
+def read_articles(source: str | Path | Iterable[Mapping[str, Any]], *, skip: int = 0) -> Iterator[Article]:
+    """Articles from a dump, a parquet/JSONL file, or rows already loaded (a `datasets` object).
+
+    Args:
+        skip: articles to pass over first (a resumed job); a dump's skipped
+            pages are not converted from markup, so skipping is cheap.
+
+    Every article is yielded, even one whose text is empty, so that the
+    position in the sequence is a checkpoint that resumes exactly.
+    """
     if not isinstance(source, (str, Path)):
-        return read_rows(source)
+        return itertools.islice(read_rows(source), skip, None)
     path = Path(source)
     if not path.is_file():
         raise SourceError(f"{path}: no such file")
     kind = sniff(path)
     if kind == "dump":
-        return read_dump(path)
+        return read_dump(path, skip=skip)
     if kind == "parquet":
-        return read_parquet(path)
+        return itertools.islice(read_parquet(path), skip, None)
     if kind == "jsonl":
-        return read_jsonl(path)
+        return itertools.islice(read_jsonl(path), skip, None)
     raise SourceError(f"{path}: expected a MediaWiki XML dump (optionally .bz2), a parquet or a JSON lines file")
 
 
@@ -84,17 +95,20 @@ def sniff(path: Path) -> str | None:
 # -- MediaWiki XML dumps ------------------------------------------------------
 
 
-def read_dump(path: str | Path) -> Iterator[Article]:
+def read_dump(path: str | Path, *, skip: int = 0) -> Iterator[Article]:
     """Article pages of a MediaWiki export, markup stripped, in dump order."""
+    seen = 0
     with _open(path) as stream:
         try:
             for _, element in ET.iterparse(stream, events=("end",)):
                 if _local(element.tag) != "page":
                     continue
-                article = _page_article(element)
+                article = _page_article(element, strip=seen >= skip)
                 element.clear()  # keep memory flat over a multi-GB dump
                 if article is not None:
-                    yield article
+                    seen += 1
+                    if seen > skip:
+                        yield article
         except (ET.ParseError, OSError, EOFError) as exc:
             raise SourceError(f"{path}: not a readable MediaWiki XML dump ({exc})") from None
 
@@ -110,7 +124,8 @@ def _local(tag: str) -> str:
     return tag.rsplit("}", 1)[-1]
 
 
-def _page_article(page: ET.Element) -> Article | None:
+def _page_article(page: ET.Element, *, strip: bool = True) -> Article | None:
+    """The page as an article, None for redirects and other namespaces (decided without parsing markup)."""
     fields = {_local(child.tag): child for child in page}
     if "redirect" in fields or (fields.get("ns") is not None and fields["ns"].text != ARTICLE_NAMESPACE):
         return None
@@ -121,9 +136,7 @@ def _page_article(page: ET.Element) -> Article | None:
         return None
     if text_el.text.lstrip().lower().startswith("#redirect"):  # dumps without <redirect> elements
         return None
-    text = plain_text(text_el.text)
-    if not text:
-        return None
+    text = plain_text(text_el.text) if strip else ""
     return Article(int(fields["id"].text or 0), title, text, _URL + title.replace(" ", "_"))
 
 
@@ -137,13 +150,13 @@ def plain_text(wikitext: str) -> str:
             code.remove(section)
         except ValueError:
             pass
-    for tag in code.filter_tags(recursive=False, matches=lambda n: str(n.tag).lower() in {"ref", "table", "gallery"}):
+    for tag in code.filter_tags(recursive=True, matches=lambda n: str(n.tag).lower() in {"ref", "table", "gallery"}):
         try:
             code.remove(tag)
         except ValueError:
             pass
     text = code.strip_code(normalize=True, collapse=True)
-    text = _LEFTOVER_LINE.sub("", text)
+    text = _LEFTOVER_LINE.sub("", _LEFTOVER_REF.sub("", text))
     return _BLANK_RUNS.sub("\n\n", text).strip()
 
 
@@ -160,11 +173,9 @@ def read_rows(rows: Iterable[Mapping[str, Any]]) -> Iterator[Article]:
             article_id = int(row["id"])
         except (TypeError, ValueError):
             raise SourceError(f"row {number}: id {row['id']!r} is not an integer") from None
-        text = str(row["text"] or "").strip()
-        if text:
-            title = str(row["title"])
-            url = str(row.get("url") or _URL + title.replace(" ", "_"))
-            yield Article(article_id, title, text, url)
+        title = str(row["title"])
+        url = str(row.get("url") or _URL + title.replace(" ", "_"))
+        yield Article(article_id, title, str(row["text"] or "").strip(), url)
 
 
 def read_jsonl(path: str | Path) -> Iterator[Article]:

@@ -1,0 +1,146 @@
+"""Wikipedia into an index: articles -> passages -> embeddings -> store + buckets, resumable.
+
+The job's position (articles done, passages written) is kept in Redis next to
+the index, under a key derived from the input and the chunking settings. It
+advances only after a batch is in both the store and the buckets, and a
+batch always ends on an article boundary, so a re-run after an interruption
+skips exactly the finished articles; passage ids are stable, so a batch
+written twice is upserted, never duplicated. A finished job re-run does
+nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lshrs.index import LSHRS
+from lshrs.passages import DEFAULT_OVERLAP, DEFAULT_WORDS, Passage, check_window, split
+from lshrs.wikipedia import Article, read_articles
+
+DEFAULT_BATCH_PASSAGES = 256
+
+
+@dataclass
+class JobState:
+    articles: int = 0
+    passages: int = 0
+    finished: bool = False
+    seconds: dict[str, float] = field(default_factory=lambda: {"parse": 0.0, "embed": 0.0, "write": 0.0})
+
+
+class WikipediaJob:
+    """One input into one index.
+
+    Args:
+        lsh: the target index (Wikipedia passage ids need ``id_bytes=8``).
+        source: dump / parquet / JSONL path, or rows (a `datasets` object).
+        words, overlap: passage window, in words.
+        batch_passages: passages per embed-and-write batch (rounded up to whole articles).
+        limit: stop after this many articles (demos, tests).
+    """
+
+    def __init__(
+        self,
+        lsh: LSHRS,
+        source: str | Path | Iterable[Mapping[str, Any]],
+        *,
+        words: int = DEFAULT_WORDS,
+        overlap: int = DEFAULT_OVERLAP,
+        batch_passages: int = DEFAULT_BATCH_PASSAGES,
+        limit: int | None = None,
+        show_progress: bool = False,
+    ) -> None:
+        check_window(words, overlap)
+        self.lsh = lsh
+        self.source = source
+        self.words = words
+        self.overlap = overlap
+        self.batch_passages = batch_passages
+        self.limit = limit
+        self.show_progress = show_progress
+        self._exhausted = False
+        digest = hashlib.sha1(_fingerprint(source, words, overlap).encode()).hexdigest()[:16]
+        self.key = f"lshrs:{lsh.name}:job:{digest}"
+
+    def state(self) -> JobState:
+        raw = {k.decode(): v.decode() for k, v in self.lsh.redis.hgetall(self.key).items()}
+        return JobState(int(raw.get("articles", 0)), int(raw.get("passages", 0)), raw.get("finished") == "1")
+
+    def run(self) -> JobState:
+        """Index what is left of the input; returns the totals (with this run's stage timings)."""
+        state = self.state()
+        if state.finished:
+            return state
+        from tqdm.auto import tqdm
+
+        articles = read_articles(self.source, skip=state.articles)
+        quiet = not self.show_progress
+        art_bar = tqdm(desc="articles", unit=" art", initial=state.articles, disable=quiet)
+        psg_bar = tqdm(desc="passages", unit=" psg", initial=state.passages, disable=quiet)
+        with art_bar, psg_bar:
+            for batch_articles, batch in self._batches(articles, state):
+                if batch:
+                    self._write(batch, state)
+                state.articles += batch_articles
+                state.passages += len(batch)
+                self.lsh.redis.hset(self.key, mapping={"articles": state.articles, "passages": state.passages})
+                art_bar.update(batch_articles)
+                psg_bar.update(len(batch))
+        if self._exhausted:  # a run cut short by `limit` can be continued by a later one
+            state.finished = True
+            self.lsh.redis.hset(self.key, "finished", 1)
+        return state
+
+    def _batches(self, articles: Iterator[Article], state: JobState) -> Iterator[tuple[int, list[Passage]]]:
+        """(articles consumed, their passages), cut at article boundaries."""
+        remaining = None if self.limit is None else max(self.limit - state.articles, 0)
+        self._exhausted = False
+        batch: list[Passage] = []
+        count = 0
+        started = time.perf_counter()
+        taken = 0
+        for article in articles:
+            if remaining is not None and taken >= remaining:
+                break
+            batch += split(article, words=self.words, overlap=self.overlap)
+            count += 1
+            taken += 1
+            if len(batch) >= self.batch_passages:
+                state.seconds["parse"] += time.perf_counter() - started
+                yield count, batch
+                batch, count = [], 0
+                started = time.perf_counter()
+        else:
+            self._exhausted = True
+        state.seconds["parse"] += time.perf_counter() - started
+        if count:
+            yield count, batch
+
+    def _write(self, batch: list[Passage], state: JobState) -> None:
+        started = time.perf_counter()
+        vectors = self.lsh.embed([p.embedding_text for p in batch])
+        state.seconds["embed"] += time.perf_counter() - started
+        started = time.perf_counter()
+        self.lsh.ingest(
+            vectors=vectors,
+            texts=[p.text for p in batch],
+            ids=[p.id for p in batch],
+            metadata=[p.metadata for p in batch],
+        )
+        state.seconds["write"] += time.perf_counter() - started
+
+
+def _fingerprint(source: Any, words: int, overlap: int) -> str:
+    """Identity of a job: the input (path, size and mtime; or a dataset's fingerprint) and the chunking."""
+    if isinstance(source, (str, Path)):
+        path = Path(source).resolve()
+        stat = path.stat() if path.exists() else None
+        what = f"{path}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
+    else:
+        what = str(getattr(source, "_fingerprint", None) or getattr(source, "fingerprint", None) or type(source))
+    return f"{what}|{words}|{overlap}"
