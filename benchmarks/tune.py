@@ -24,16 +24,13 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
+from core import used_memory  # noqa: E402
 from realdata import load, split_queries  # noqa: E402
 from servers import RedisServer  # noqa: E402
 
 from lshrs import LSHRS, MemoryStore, __version__  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def used_memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])
 
 
 def sweep(url: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, grid: list[tuple]) -> list[dict]:
