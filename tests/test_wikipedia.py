@@ -78,8 +78,10 @@ def test_jsonl_and_parquet_rows(tmp_path):
     jsonl = tmp_path / "rows.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in rows))
     got = list(read_articles(jsonl))
-    assert [(a.id, a.title, a.text, a.url) for a in got] == [(7, "Seven", "Seven is a number.", rows[0]["url"]),
-                                                            (8, "Eight", "Eight follows seven.", rows[1]["url"])]
+    assert [(a.id, a.title, a.text, a.url) for a in got] == [
+        (7, "Seven", "Seven is a number.", rows[0]["url"]),
+        (8, "Eight", "Eight follows seven.", rows[1]["url"]),
+    ]
     import pyarrow as pa
     import pyarrow.parquet as pq
 

@@ -1,0 +1,323 @@
+"""The ``lshrs`` command: build, search and manage an index from a terminal.
+
+Every command reaches the index the same way (``--redis-url``,
+``--postgres-dsn`` or ``--sqlite``, ``--name``), each with an environment
+variable, so a script can set them once. Failures print one line on stderr
+and exit with a code a script can test:
+
+    0  success
+    1  bad input: a missing or unreadable file, an invalid argument value
+    2  bad usage: unknown command or option (click's own code)
+    3  a server (Redis or Postgres) could not be reached
+    130  interrupted (Ctrl-C); re-running an ingest resumes where it stopped
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import sqlite3
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+import redis
+
+from lshrs import embedded
+from lshrs.index import LSHRS, Hit
+
+EPILOG = """\b
+Exit codes:
+  0    success
+  1    bad input: a missing or unreadable file, an invalid argument value
+  2    bad usage: unknown command or option
+  3    a server (Redis or Postgres) could not be reached
+  130  interrupted (Ctrl-C); re-running an ingest resumes where it stopped
+"""
+EXIT_INPUT = 1
+EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
+
+DEMO_NAME = "wikipedia-demo"
+DEMO_SLICE = "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
+DEMO_QUESTIONS = (
+    "What fraction of sunlight does a surface reflect?",
+    "a political philosophy that rejects the state and hierarchy",
+    "Who were the first people to walk on the Moon?",
+    "Which Greek philosopher taught Alexander the Great?",
+    "Who developed the theory of relativity?",
+    "an African mammal that digs burrows and eats termites",
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an index lives, as given on the command line or in the environment."""
+
+    name: str
+    redis_url: str | None
+    postgres_dsn: str | None
+    sqlite: Path | None
+    data_dir: Path
+
+    def open(self, **params: Any) -> LSHRS:
+        """The index, with the store the options chose (SQLite under data_dir by default)."""
+        if self.postgres_dsn and self.sqlite:
+            raise click.UsageError("give --postgres-dsn or --sqlite, not both")
+        store: Any = None
+        if self.postgres_dsn:
+            from lshrs.stores.postgres import PostgresStore
+
+            store = PostgresStore(self.postgres_dsn, table=self.name)
+        elif self.sqlite:
+            from lshrs.stores.sqlite import SQLiteStore
+
+            store = SQLiteStore(self.sqlite, table=self.name)
+        return LSHRS(name=self.name, redis_url=self.redis_url, store=store, data_dir=self.data_dir, **params)
+
+
+def target_options(default_name: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every command takes to find its index, gathered into one `Target` argument."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option("--name", envvar="LSHRS_NAME", default=default_name, show_default=True,
+                         help="Index name (its Redis key prefix and table name). [env: LSHRS_NAME]"),
+            click.option("--redis-url", envvar=["LSHRS_REDIS_URL", "REDIS_URL"],
+                         help="Redis URL, e.g. redis://host:6379/0; default: the embedded local server. "
+                              "[env: LSHRS_REDIS_URL, REDIS_URL]"),
+            click.option("--postgres-dsn", envvar="LSHRS_POSTGRES_DSN",
+                         help="Keep documents in this Postgres database. [env: LSHRS_POSTGRES_DSN]"),
+            click.option("--sqlite", type=click.Path(dir_okay=False, path_type=Path), envvar="LSHRS_SQLITE",
+                         help="Keep documents in this SQLite file (default: DATA_DIR/lshrs.sqlite3). "
+                              "[env: LSHRS_SQLITE]"),
+            click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="LSHRS_DATA_DIR",
+                         default=embedded.DEFAULT_DATA_DIR, show_default=True,
+                         help="Directory of the embedded Redis and SQLite data. [env: LSHRS_DATA_DIR]"),
+        ]  # fmt: skip
+
+        def wrapped(name: str, redis_url: str | None, postgres_dsn: str | None, sqlite: Path | None,
+                    data_dir: Path, **kwargs: Any) -> Any:  # fmt: skip
+            return command(Target(name, redis_url, postgres_dsn, sqlite, data_dir), **kwargs)
+
+        functools.update_wrapper(wrapped, command)  # keeps the options declared below this decorator
+        for option in reversed(options):
+            wrapped = option(wrapped)
+        return wrapped
+
+    return decorate
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
+@click.version_option(package_name="lshrs")
+def cli() -> None:
+    """Semantic search without a vector database: LSH buckets in Redis, documents in SQLite or Postgres.
+
+    Start with `lshrs demo`: it indexes a slice of English Wikipedia on a local
+    embedded Redis and SQLite (nothing to set up) and answers a few questions.
+    """
+
+
+# -- demo ----------------------------------------------------------------------
+
+
+@cli.command()
+@target_options(default_name=DEMO_NAME)
+@click.option("--limit", type=click.IntRange(min=1), help="Index only the first LIMIT articles.")
+@click.option("--top-k", type=click.IntRange(min=1), default=3, show_default=True, help="Hits per question.")
+@click.option("--question", "-q", "questions", multiple=True, help="Ask this instead of the sample questions.")
+def demo(target: Target, limit: int | None, top_k: int, questions: tuple[str, ...]) -> None:
+    """Index the Wikipedia slice in gensim's wheel and answer sample questions.
+
+    The first run parses, embeds and indexes about 4,000 passages (a few
+    minutes on a laptop CPU); later runs reuse the index and only search.
+    """
+    dump = demo_dump()
+    with target.open(id_bytes=8, show_progress=True) as lsh:
+        state = _run_job(lsh, dump, limit=limit, show_progress=True)
+        click.echo(f"index {lsh.name!r}: {state.passages:,} passages of {state.articles} articles, "
+                   f"{lsh.count():,} vectors in the buckets\n")  # fmt: skip
+        for question in questions or DEMO_QUESTIONS:
+            click.echo(click.style(f"? {question}", bold=True))
+            for hit in lsh.query(question, top_k=top_k):
+                click.echo(_format_hit(hit))
+            click.echo()
+
+
+def demo_dump() -> Path:
+    """The shortened English Wikipedia dump that gensim's wheel ships (found without importing gensim)."""
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or spec.origin is None:
+        raise click.ClickException("the demo reads the Wikipedia slice shipped with gensim: pip install gensim")
+    path = Path(spec.origin).parent / DEMO_SLICE
+    if not path.is_file():
+        raise click.ClickException(f"{path}: not found in the installed gensim")
+    return path
+
+
+# -- ingest / index ---------------------------------------------------------------
+
+
+@cli.group()
+def ingest() -> None:
+    """Add documents to an index."""
+
+
+@ingest.command("wikipedia")
+@target_options()
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--words", type=click.IntRange(min=1), default=120, show_default=True, help="Passage size in words.")
+@click.option("--overlap", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Words shared by consecutive passages.")  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after LIMIT articles (a later run continues).")
+@click.option("--batch", "batch_passages", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Passages per embed-and-write batch.")  # fmt: skip
+@click.option("--embedding-model", help="sentence-transformers model name or path (default all-MiniLM-L6-v2).")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars on stderr.")
+def ingest_wikipedia(target: Target, path: Path, words: int, overlap: int, limit: int | None,
+                     batch_passages: int, embedding_model: str | None, progress: bool) -> None:  # fmt: skip
+    """Index a Wikipedia dump (*-pages-articles*.xml[.bz2]) or wikimedia/wikipedia parquet/JSONL rows.
+
+    Articles are split into passages of --words words, embedded, written to
+    the store and hashed into the buckets. The job is resumable: interrupt it
+    and run the same command again to continue; a finished job does nothing.
+    """
+    with target.open(id_bytes=8, embedding_model=embedding_model) as lsh:
+        state = _run_job(lsh, path, words=words, overlap=overlap, limit=limit,
+                         batch_passages=batch_passages, show_progress=progress)  # fmt: skip
+        status = "finished" if state.finished else "stopped at --limit; run again to continue"
+        click.echo(f"{state.articles:,} articles, {state.passages:,} passages in {lsh.name!r} ({status})")
+
+
+@cli.command()
+@target_options()
+@click.option("--rebuild", is_flag=True, help="Drop the buckets and index every row again.")
+def index(target: Target, rebuild: bool) -> None:
+    """Build the buckets for rows already in the store (resumable; later runs add only new rows)."""
+    with target.open(show_progress=True) as lsh:
+        done = lsh.index(rebuild=rebuild)
+        click.echo(f"indexed {done:,} rows; {lsh.count():,} in {lsh.name!r}")
+
+
+def _run_job(lsh: LSHRS, source: Path, **options: Any) -> Any:
+    from lshrs.pipeline import WikipediaJob
+
+    return WikipediaJob(lsh, source, **options).run()
+
+
+# -- query / stats / delete / clear -------------------------------------------------
+
+
+@cli.command()
+@target_options()
+@click.argument("text")
+@click.option("--top-k", "-k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits to return.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
+              help="Fraction of LSH candidates reranked by exact cosine (default: all).")  # fmt: skip
+@click.option("--no-rerank", is_flag=True, help="Rank by collision count only; never reads the store.")
+@click.option("--probes", type=click.IntRange(min=1), help="Buckets probed per table.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON array of hits on stdout.")
+def query(target: Target, text: str, top_k: int, top_p: float | None, no_rerank: bool,
+          probes: int | None, as_json: bool) -> None:  # fmt: skip
+    """Search the index for TEXT (embedded with the index's model)."""
+    with target.open() as lsh:
+        if lsh.dim is None:
+            raise click.ClickException(f"index {lsh.name!r} is empty or does not exist")
+        hits = lsh.query(text, top_k=top_k, top_p=top_p, rerank=not no_rerank, num_probes=probes)
+    if as_json:
+        click.echo(json.dumps([hit.__dict__ for hit in hits], ensure_ascii=False))
+        return
+    for hit in hits:
+        click.echo(_format_hit(hit))
+
+
+@cli.command()
+@target_options()
+def stats(target: Target) -> None:
+    """Counts, parameters, bucket sizes and Redis memory, as JSON."""
+    with target.open() as lsh:
+        click.echo(json.dumps(lsh.stats(), indent=2))
+
+
+@cli.command()
+@target_options()
+@click.argument("ids", nargs=-1, required=True, type=int)
+def delete(target: Target, ids: tuple[int, ...]) -> None:
+    """Remove documents by id from the buckets and the store (unknown ids are ignored)."""
+    with target.open() as lsh:
+        removed = lsh.delete(list(ids))
+    click.echo(f"deleted {removed} of {len(ids)}")
+
+
+@cli.command()
+@target_options()
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def clear(target: Target, yes: bool) -> None:
+    """Drop the index's Redis keys (buckets, parameters, job checkpoints); the store is left as is."""
+    if not yes:
+        click.confirm(f"drop index {target.name!r}?", abort=True)
+    with target.open() as lsh:
+        removed = lsh.clear()
+    click.echo(f"removed {removed} keys of {target.name!r}")
+
+
+def _format_hit(hit: Hit) -> str:
+    meta = hit.metadata or {}
+    title = f"{meta['title']}: " if "title" in meta else ""
+    text = " ".join((hit.text or "").split())
+    excerpt = text if len(text) <= 160 else text[:157] + "..."
+    return f"  {hit.score:6.3f}  [{hit.id}] {title}{excerpt}"
+
+
+# -- entry point ------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command; turn the expected failures into one line on stderr and an exit code."""
+    try:
+        result = cli.main(args=argv, prog_name="lshrs", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Abort as exc:  # click turns Ctrl-C into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            click.echo("lshrs: interrupted; run the same command again to resume", err=True)
+            return EXIT_INTERRUPTED
+        click.echo("lshrs: aborted", err=True)
+        return EXIT_INPUT
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("lshrs: interrupted; run the same command again to resume", err=True)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        code = _exit_code(exc)
+        if code is None:
+            raise
+        click.echo(f"lshrs: error: {_one_line(exc)}", err=True)
+        return code
+
+
+def _exit_code(exc: Exception) -> int | None:
+    """The exit code of an expected failure; None for a bug (which keeps its traceback)."""
+    if isinstance(exc, (redis.ConnectionError, redis.TimeoutError, ConnectionError)):
+        return EXIT_UNREACHABLE
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is not None and isinstance(exc, psycopg.OperationalError):
+        return EXIT_UNREACHABLE
+    if isinstance(exc, (ValueError, TypeError, KeyError, OSError, sqlite3.Error, ImportError, RuntimeError)):
+        return EXIT_INPUT
+    return None
+
+
+def _one_line(exc: Exception) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
