@@ -13,7 +13,7 @@ import numpy as np
 import redis as redis_lib
 from numpy.typing import NDArray
 
-from lshrs import embedded, inputs, ranking
+from lshrs import embedded, filters, inputs, ranking
 from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, server_layout
 from lshrs.embeddings import Embedder, make_embedder
 from lshrs.hashing import Hasher, make_planes
@@ -392,6 +392,7 @@ class LSHRS:
         top_p: float | None = None,
         rerank: bool = True,
         num_probes: int | None = None,
+        filter: filters.Filter | None = None,
     ) -> list[Hit]:
         """Nearest documents to one text or vector, best first.
 
@@ -402,11 +403,15 @@ class LSHRS:
                 exact cosine (never fewer than top_k). None reranks them all.
             rerank: False skips the store and ranks ids by collision count.
             num_probes: buckets visited per table (default: the instance's).
+            filter: only documents whose metadata has these key/values (a
+                dict), or for which this callable of the metadata is true.
         """
         queries = [query] if isinstance(query, str) else inputs.as_vectors(query, dim=self.dim, name="query")
         if len(queries) != 1:
             raise ValueError(f"query: expected one vector, got {len(queries)}; use query_many")
-        return self.query_many(queries, top_k=top_k, top_p=top_p, rerank=rerank, num_probes=num_probes)[0]
+        return self.query_many(
+            queries, top_k=top_k, top_p=top_p, rerank=rerank, num_probes=num_probes, filter=filter
+        )[0]
 
     def query_many(
         self,
@@ -416,9 +421,13 @@ class LSHRS:
         top_p: float | None = None,
         rerank: bool = True,
         num_probes: int | None = None,
+        filter: filters.Filter | None = None,
     ) -> list[list[Hit]]:
-        """`query` for a batch: one bucket read and at most two store reads in all."""
+        """`query` for a batch: one bucket read and at most two store reads in all (more with a tight filter)."""
         inputs.check_top(top_k, top_p)
+        predicate = None if filter is None else filters.as_predicate(filter)
+        if predicate is not None and not rerank:
+            raise ValueError("filter: metadata is in the store, so a filtered query needs rerank=True")
         probes = _positive("num_probes", self.num_probes if num_probes is None else num_probes)
         if isinstance(queries, str):
             raise TypeError("queries: expected a list of texts or an (n, d) array; use query() for one")
@@ -430,20 +439,26 @@ class LSHRS:
         )
         if self.hasher is None and not self._attach():
             return [[] for _ in range(len(vecs))]
-        pairs, count = self._search(vecs, top_k, top_p, rerank, probes)
+        pairs, count = self._search(vecs, top_k, top_p, rerank, probes, predicate)
         short = np.flatnonzero(pairs.per_query(len(vecs)) < min(top_k, count))
         if len(short):
-            again, _ = self._search(vecs[short], top_k, top_p, rerank, probes * _WIDEN_FACTOR)
+            again, _ = self._search(vecs[short], top_k, top_p, rerank, probes * _WIDEN_FACTOR, predicate)
             pairs = _splice(pairs, short, again)
             short = np.flatnonzero(pairs.per_query(len(vecs)) < min(top_k, count))
         if len(short) and rerank and count <= _EXACT_FALLBACK_MAX:
-            pairs = _splice(pairs, short, self._exact(vecs[short], top_k))
+            pairs = _splice(pairs, short, self._exact(vecs[short], top_k, predicate))
         elif len(short):
             log.warning("%d queries found fewer than top_k=%d candidates", len(short), top_k)
         return self._hits(pairs, len(vecs), payload=rerank)
 
     def _search(
-        self, vecs: NDArray[np.float32], top_k: int, top_p: float | None, rerank: bool, probes: int
+        self,
+        vecs: NDArray[np.float32],
+        top_k: int,
+        top_p: float | None,
+        rerank: bool,
+        probes: int,
+        predicate: filters.Predicate | None = None,
     ) -> tuple[ranking.Pairs, int]:
         """Ranked results of every query, and the index size read along with the buckets.
 
@@ -454,7 +469,7 @@ class LSHRS:
         assert self.hasher is not None
         candidates, count = self._candidates(vecs, probes)
         if rerank and count < self.exact_below:
-            return self._exact(vecs, top_k), count
+            return self._exact(vecs, top_k, predicate), count
         if not rerank:
             scaled = ranking.Pairs(candidates.query, candidates.ids, candidates.value / self.hasher.num_tables)
             return ranking.head(scaled, np.full(len(vecs), top_k)), count
@@ -463,6 +478,9 @@ class LSHRS:
         wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
         found = self.store.get(wanted, payload=False)
         scored = ranking.cosine_pairs(chosen, vecs, found)
+        if predicate is not None:
+            read = lambda ids: self.store.get(ids, payload=True)  # noqa: E731
+            return filters.first_passing(scored, len(vecs), top_k, predicate, read), count
         return ranking.head(scored, np.full(len(vecs), top_k)), count
 
     def _candidates(self, vecs: NDArray[np.float32], probes: int) -> tuple[ranking.Pairs, int]:
@@ -478,10 +496,14 @@ class LSHRS:
         queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
         return ranking.count_collisions(queries, ids), entries // self.hasher.num_tables
 
-    def _exact(self, vecs: NDArray[np.float32], top_k: int) -> ranking.Pairs:
-        """Brute-force cosine over every stored row (small indexes)."""
+    def _exact(
+        self, vecs: NDArray[np.float32], top_k: int, predicate: filters.Predicate | None = None
+    ) -> ranking.Pairs:
+        """Brute-force cosine over every stored row (small indexes), or every row that passes the filter."""
         best = ranking.Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
         for rows in self.store.scan(batch_size=self.batch_size):
+            if predicate is not None:
+                rows = filters.matching(rows, predicate)
             part = ranking.exact_top_k(vecs, rows.ids, rows.vectors, top_k)
             best = ranking.head(ranking.rank(ranking.Pairs.concat(best, part)), np.full(len(vecs), top_k))
         return best
@@ -497,6 +519,25 @@ class LSHRS:
         for q, i, s in zip(pairs.query.tolist(), pairs.ids.tolist(), pairs.value.tolist()):
             results[q].append(Hit(i, s, texts.get(i), metas.get(i)))
         return results
+
+    # -- lookups -----------------------------------------------------------
+
+    def get(self, ids: Any, *, payload: bool = True) -> Rows:
+        """Stored rows (ids, vectors, texts, metadata) in the order asked; unknown ids are left out."""
+        return self.store.get(self._ids(ids, allow_empty=True), payload=payload)
+
+    def find(self, filter: filters.Filter) -> NDArray[np.int64]:
+        """Ids of every stored document whose metadata passes `filter`, ascending.
+
+        A dict of scalar values is answered by the store itself when it can
+        (SQL on the JSON column); anything else scans the store once.
+        """
+        predicate = filters.as_predicate(filter)
+        equals = filters.pushdown(filter)
+        if equals is not None and callable(getattr(self.store, "find", None)):
+            return np.sort(np.asarray(self.store.find(equals), np.int64))  # type: ignore[attr-defined]
+        found = [filters.matching(rows, predicate).ids for rows in self.store.scan(batch_size=self.batch_size)]
+        return np.concatenate(found) if found else np.empty(0, np.int64)
 
     # -- introspection -----------------------------------------------------
 

@@ -10,10 +10,11 @@ values are always bound or sent through COPY.
 
 from __future__ import annotations
 
+import json
 import re
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -242,6 +243,18 @@ class PostgresStore:
             cur = self._cursor()
             fetched = cur.execute(stmt, (ids.tolist(),), prepare=True).fetchall()
         return in_requested_order(ids, self._rows(fetched, payload))
+
+    def find(self, equals: Mapping[str, Any]) -> NDArray[np.int64]:
+        """Ids whose metadata holds every key = value (scalars), by JSON containment (a GIN index serves it)."""
+        if "metadata" not in self._col:
+            return np.empty(0, np.int64)
+        column: sql.Composable = self._col["metadata"]
+        if self._types["metadata"] != "jsonb":
+            column = sql.SQL("{}::jsonb").format(column)
+        stmt = sql.SQL("SELECT {} FROM {} WHERE {} @> %s::jsonb").format(self._col["id"], self._table, column)
+        with self._lock:
+            fetched = self._conn.execute(stmt, (json.dumps(dict(equals)),)).fetchall()
+        return np.array([row[0] for row in fetched], np.int64)
 
     def _rows(self, fetched: list[tuple[Any, ...]], payload: bool) -> Rows:
         if not fetched:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -112,6 +113,18 @@ class SQLiteStore:
             list(columns[2]) if payload else None,
             [load_metadata(m) for m in columns[3]] if payload else None,
         )
+
+    def find(self, equals: Mapping[str, Any]) -> NDArray[np.int64]:
+        """Ids whose metadata holds every key = value (scalars), tested by SQLite's JSON functions."""
+        if self._meta is None:
+            return np.empty(0, np.int64)
+        tests = " AND ".join(f"json_extract({self._meta}, ?) IS ?" for _ in equals)
+        params: list[Any] = []
+        for key, value in equals.items():
+            params += [f'$."{key}"', value]
+        with self._lock:
+            fetched = self._conn.execute(f"SELECT {self._id} FROM {self._t} WHERE {tests}", params).fetchall()
+        return np.array([row[0] for row in fetched], np.int64)
 
     def delete(self, ids: NDArray[np.int64]) -> int:
         with self._lock, self._conn:

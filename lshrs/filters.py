@@ -1,0 +1,84 @@
+"""Metadata filters: which documents a query or a lookup may return.
+
+A filter is a dict (every key present and equal) or any callable
+``metadata -> bool``. Metadata lives in the store, not in Redis, so a filtered
+query scores its candidates by exact cosine first, then reads their payloads
+in rank order and stops as soon as `top_k` pass: a loose filter costs one
+extra store read, a tight one reads further down the ranking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from lshrs.ranking import Pairs
+from lshrs.stores.base import Metadata, Rows
+
+Filter = Mapping[str, Any] | Callable[[Metadata], bool]
+Predicate = Callable[[Metadata | None], bool]
+
+_SCALARS = (str, int, float, bool)
+# Payload rows read per store round trip while walking a ranking.
+_WALK_CHUNK = 256
+
+
+def as_predicate(filter: Filter) -> Predicate:
+    """A function of one document's metadata (None counts as empty)."""
+    if isinstance(filter, Mapping):
+        wanted = dict(filter)
+        bad = next((k for k in wanted if not isinstance(k, str)), None)
+        if bad is not None:
+            raise TypeError(f"filter: expected str keys, got {type(bad).__name__} {bad!r}")
+        return lambda meta: meta is not None and all(k in meta and meta[k] == v for k, v in wanted.items())
+    if callable(filter):
+        return lambda meta: bool(filter(meta if meta is not None else {}))
+    raise TypeError(f"filter: expected a dict or a callable, got {type(filter).__name__}")
+
+
+def pushdown(filter: Filter) -> dict[str, Any] | None:
+    """The filter as key = value pairs a store can test in SQL, or None when only Python can evaluate it."""
+    if not isinstance(filter, Mapping) or not filter:
+        return None
+    plain_keys = all(isinstance(k, str) and not set(k) & set('"\\') for k in filter)  # JSON-path safe
+    if plain_keys and all(isinstance(v, _SCALARS) for v in filter.values()):
+        return dict(filter)
+    return None
+
+
+def matching(rows: Rows, predicate: Predicate) -> Rows:
+    """The rows whose metadata passes."""
+    metas = rows.metadata if rows.metadata is not None else [None] * len(rows)
+    keep = np.fromiter((predicate(m) for m in metas), bool, count=len(rows))
+    return Rows(
+        rows.ids[keep],
+        rows.vectors[keep],
+        None if rows.texts is None else [t for t, k in zip(rows.texts, keep) if k],
+        None if rows.metadata is None else [m for m, k in zip(rows.metadata, keep) if k],
+    )
+
+
+def first_passing(
+    ranked: Pairs, n_queries: int, top_k: int, predicate: Predicate, read: Callable[[Any], Rows]
+) -> Pairs:
+    """The best `top_k` pairs of each query whose document passes, reading payloads in rank order."""
+    verdict: dict[int, bool] = {}
+    kept = np.zeros(len(ranked), bool)
+    bounds = np.searchsorted(ranked.query, np.arange(n_queries + 1))
+    for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
+        found = 0
+        for start in range(lo, hi, _WALK_CHUNK):
+            chunk = ranked.ids[start : min(start + _WALK_CHUNK, hi)]
+            unknown = [i for i in chunk.tolist() if i not in verdict]
+            if unknown:
+                rows = read(np.array(unknown, np.int64))
+                verdict.update(zip(rows.ids.tolist(), map(predicate, rows.metadata or [None] * len(rows))))
+            for offset, doc in enumerate(chunk.tolist()):
+                if found < top_k and verdict.get(doc, False):
+                    kept[start + offset] = True
+                    found += 1
+            if found >= top_k:
+                break
+    return ranked.take(kept)

@@ -1,0 +1,84 @@
+"""Metadata filters in query(), and the lookups get() and find(), on real Redis with real stores."""
+
+import numpy as np
+import pytest
+from conftest import clustered
+
+from lshrs import MemoryStore, PostgresStore, SQLiteStore
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request, tmp_path, name):
+    if request.param == "memory":
+        return MemoryStore()
+    if request.param == "sqlite":
+        return SQLiteStore(tmp_path / "docs.sqlite3", table=name)
+    return PostgresStore(request.getfixturevalue("postgres_dsn"), table=name)
+
+
+def metadata_for(n):
+    return [{"group": i % 3, "name": f"doc{i}", "rare": i in (5, 500, 1500, 2500, 2999)} for i in range(n)]
+
+
+def test_filtered_query_returns_top_k_matching_documents(make_index, store):
+    vectors = clustered(3000, dim=32, clusters=20)
+    lsh = make_index(store=store, exact_below=100)  # LSH path, not the small-index scan
+    lsh.ingest(vectors=vectors, ids=np.arange(3000), metadata=metadata_for(3000))
+    for row in (0, 7, 1234):
+        hits = lsh.query(vectors[row], top_k=10, filter={"group": row % 3})
+        assert len(hits) == 10 and hits[0].id == row
+        assert all(h.metadata["group"] == row % 3 for h in hits)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    rare = lsh.query(vectors[0], top_k=10, filter={"rare": True})  # 5 matches in 3000: ends in an exact scan
+    assert sorted(h.id for h in rare) == [5, 500, 1500, 2500, 2999]
+    by_callable = lsh.query(vectors[9], top_k=4, filter=lambda m: m["name"].endswith("9"))
+    assert len(by_callable) == 4 and by_callable[0].id == 9
+    assert all(h.metadata["name"].endswith("9") for h in by_callable)
+    assert lsh.query(vectors[0], top_k=3, filter={"group": 99}) == []
+
+
+def test_filter_matches_brute_force_on_a_small_index(make_index):
+    vectors = clustered(200, dim=16)
+    meta = metadata_for(200)
+    lsh = make_index()
+    lsh.ingest(vectors=vectors, ids=np.arange(200), metadata=meta)
+    query = vectors[3] + 0.1
+    hits = lsh.query(query, top_k=5, filter={"group": 1})
+    allowed = np.array([i for i in range(200) if meta[i]["group"] == 1])
+    scores = (vectors[allowed] @ query) / np.linalg.norm(vectors[allowed], axis=1) / np.linalg.norm(query)
+    assert [h.id for h in hits] == allowed[np.argsort(-scores)[:5]].tolist()
+
+
+def test_bad_filters_are_refused(make_index):
+    lsh = make_index()
+    lsh.ingest(vectors=clustered(10, dim=8), ids=np.arange(10))
+    with pytest.raises(ValueError, match="needs rerank=True"):
+        lsh.query(np.ones(8), filter={"a": 1}, rerank=False)
+    with pytest.raises(TypeError, match="filter: expected a dict or a callable"):
+        lsh.query(np.ones(8), filter=["a"])
+    with pytest.raises(TypeError, match="filter: expected str keys"):
+        lsh.query(np.ones(8), filter={1: "a"})
+
+
+def test_find_and_get(make_index, store):
+    lsh = make_index(store=store)
+    vectors = clustered(30, dim=8)
+    meta = metadata_for(30)
+    meta[4] = {"group": 1, 'odd "key"': "x", "tags": ["a", "b"]}
+    meta[6] = None
+    lsh.ingest(vectors=vectors, ids=np.arange(100, 130), texts=[f"t{i}" for i in range(30)], metadata=meta)
+    expect = [100 + i for i in range(30) if meta[i] and meta[i].get("group") == 1]
+    assert lsh.find({"group": 1}).tolist() == expect  # pushed down to SQL where the store can
+    assert lsh.find({"group": 1, "name": "doc7"}).tolist() == [107]
+    assert lsh.find({'odd "key"': "x"}).tolist() == [104]  # not JSON-path safe: scanned instead
+    assert lsh.find({"tags": ["a", "b"]}).tolist() == [104]  # not a scalar: scanned
+    assert lsh.find(lambda m: m.get("name") in ("doc1", "doc2")).tolist() == [101, 102]
+    assert lsh.find({"group": "1"}).tolist() == []  # a string is not the number
+
+    rows = lsh.get([107, 999, 101])
+    assert rows.ids.tolist() == [107, 101]
+    assert rows.texts == ["t7", "t1"] and rows.metadata[0]["name"] == "doc7"
+    np.testing.assert_allclose(rows.vectors, vectors[[7, 1]], rtol=1e-6)
+    assert len(lsh.get([])) == 0
+    with pytest.raises(ValueError, match="duplicate"):
+        lsh.get([1, 1])
