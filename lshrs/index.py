@@ -409,9 +409,9 @@ class LSHRS:
         queries = [query] if isinstance(query, str) else inputs.as_vectors(query, dim=self.dim, name="query")
         if len(queries) != 1:
             raise ValueError(f"query: expected one vector, got {len(queries)}; use query_many")
-        return self.query_many(
-            queries, top_k=top_k, top_p=top_p, rerank=rerank, num_probes=num_probes, filter=filter
-        )[0]
+        return self.query_many(queries, top_k=top_k, top_p=top_p, rerank=rerank, num_probes=num_probes, filter=filter)[
+            0
+        ]
 
     def query_many(
         self,
