@@ -194,9 +194,13 @@ class LSHRS:
     def dim(self) -> int | None:
         return self.params.get("dim")
 
+    @property
+    def id_bytes(self) -> int:
+        """Width of an id in the buckets: the index's, or the one it will be created with."""
+        return self.params.get("id_bytes") or self._requested.get("id_bytes", DEFAULT_ID_BYTES)
+
     def _ids(self, ids: Any, **kwargs: Any) -> NDArray[np.int64]:
-        width = self.params.get("id_bytes") or self._requested.get("id_bytes", DEFAULT_ID_BYTES)
-        return inputs.as_ids(ids, id_bytes=width, **kwargs)
+        return inputs.as_ids(ids, id_bytes=self.id_bytes, **kwargs)
 
     # -- embedding ---------------------------------------------------------
 
