@@ -28,8 +28,10 @@ APPENDed, because APPEND over-allocates up to twice the string's size.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,6 +135,17 @@ return out
 """
 
 
+_SCRIPTS = {
+    "create": _CREATE_META,
+    "append": _APPEND,
+    "remove": _REMOVE,
+    "read_many": _READ_MANY,
+    "read_group": _READ_GROUP,
+}
+# One pipelined round trip: (script name or command, keys, args) per call.
+Call = tuple[str, list[Any], list[Any]]
+
+
 @dataclass(frozen=True)
 class BucketWrites:
     """Per bucket group, the script keys and the (field, packed ids) arguments."""
@@ -179,11 +192,53 @@ class Buckets:
         self.meta_key = self.prefix + b"meta"
         self.layout = layout or Layout()
         self._cluster = hasattr(client, "get_nodes") and hasattr(client, "mget_nonatomic")
-        self._create = client.register_script(_CREATE_META)
-        self._append = client.register_script(_APPEND)
-        self._remove = client.register_script(_REMOVE)
-        self._read_many = client.register_script(_READ_MANY)
-        self._read_group = client.register_script(_READ_GROUP)
+        self._scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
+        self._async_factory: Callable[[], Any] | None = None
+        # redis.asyncio clients belong to one event loop: one client (and its scripts) per loop
+        self._async: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+    # -- running calls ----------------------------------------------------
+
+    def bind_async(self, factory: Callable[[], Any]) -> None:
+        """How to make a redis.asyncio client for the `a`-prefixed methods (called once per event loop)."""
+        self._async_factory = factory
+
+    def _run(self, calls: list[Call]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            if name in self._scripts:
+                self._scripts[name](keys=keys, args=args, client=pipe)
+            else:
+                getattr(pipe, name)(*keys, *args)
+        return list(pipe.execute())
+
+    async def _arun(self, calls: list[Call]) -> list[Any]:
+        client, scripts = self.async_client()
+        pipe = client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            if name in scripts:
+                await scripts[name](keys=keys, args=args, client=pipe)
+            else:
+                getattr(pipe, name)(*keys, *args)
+        return list(await pipe.execute())
+
+    def async_client(self) -> tuple[Any, dict[str, Any]]:
+        """This event loop's redis.asyncio client and scripts, made on first use."""
+        if self._async_factory is None:
+            raise RuntimeError("no async Redis client: pass async_redis= to LSHRS")
+        loop = asyncio.get_running_loop()
+        found = self._async.get(loop)
+        if found is None:
+            client = self._async_factory()
+            found = (client, {name: client.register_script(src) for name, src in _SCRIPTS.items()})
+            self._async[loop] = found
+        return found
+
+    async def aclose(self) -> None:
+        """Close this event loop's async client, if one was made."""
+        found = self._async.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].aclose()
 
     @property
     def id_bytes(self) -> int:
@@ -205,10 +260,18 @@ class Buckets:
         argv: list[bytes | str | int] = []
         for key, value in fields.items():
             argv += [key, value]
-        return bool(self._create(keys=[self.meta_key], args=argv))
+        return bool(self._scripts["create"](keys=[self.meta_key], args=argv))
 
     def set_meta(self, **fields: bytes | str | int) -> None:
         self.client.hset(self.meta_key, mapping=fields)
+
+    def next_ids(self, n: int) -> int:
+        """Advance the id counter by n; returns its new value (the last id of the block)."""
+        return int(self.client.hincrby(self.meta_key, "next_id", n))
+
+    async def anext_ids(self, n: int) -> int:
+        client, _ = self.async_client()
+        return int(await client.hincrby(self.meta_key, "next_id", n))
 
     def entry_count(self) -> int:
         """Bucket entries written minus removed (each indexed id has one per table)."""
@@ -264,22 +327,30 @@ class Buckets:
         Removal runs first so an id re-added to the bucket it already sits in
         ends up there exactly once.
         """
-        pipe = self.client.pipeline(transaction=False)
-        n_remove = 0
-        if remove is not None:
-            for keys, args in remove.groups:
-                self._remove(keys=keys, args=[self.layout.id_bytes, *args], client=pipe)
-            n_remove = len(remove.groups)
-        if add is not None:
-            for keys, args in add.groups:
-                self._append(keys=keys, args=[self.layout.small_max, *args], client=pipe)
-            # the added count is known up front, so it rides in the same pipeline
-            pipe.hincrby(self.meta_key, "entries", add.entries)
-        results = pipe.execute()
-        removed = int(sum(results[:n_remove]))
+        calls, n_remove = self._apply_calls(add, remove)
+        removed = int(sum(self._run(calls)[:n_remove]))
         if removed:
             self.client.hincrby(self.meta_key, "entries", -removed)
         return removed
+
+    async def aapply(self, add: BucketWrites | None = None, remove: BucketWrites | None = None) -> int:
+        calls, n_remove = self._apply_calls(add, remove)
+        removed = int(sum((await self._arun(calls))[:n_remove]))
+        if removed:
+            client, _ = self.async_client()
+            await client.hincrby(self.meta_key, "entries", -removed)
+        return removed
+
+    def _apply_calls(self, add: BucketWrites | None, remove: BucketWrites | None) -> tuple[list[Call], int]:
+        calls: list[Call] = []
+        for keys, args in remove.groups if remove is not None else []:
+            calls.append(("remove", keys, [self.layout.id_bytes, *args]))
+        n_remove = len(calls)
+        if add is not None:
+            calls += [("append", keys, [self.layout.small_max, *args]) for keys, args in add.groups]
+            # the added count is known up front, so it rides in the same pipeline
+            calls.append(("hincrby", [self.meta_key], ["entries", add.entries]))
+        return calls, n_remove
 
     # -- reads ------------------------------------------------------------
 
@@ -292,37 +363,49 @@ class Buckets:
             The concatenated member ids of all buckets, each bucket's member
             count, and the index's entry count read in the same trip.
         """
+        calls, parse = self._fetch_calls(tables, codes)
+        return self._members(parse(self._run(calls)))
+
+    async def afetch(
+        self, tables: NDArray[np.int64], codes: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+        calls, parse = self._fetch_calls(tables, codes)
+        return self._members(parse(await self._arun(calls)))
+
+    def _fetch_calls(
+        self, tables: NDArray[np.int64], codes: NDArray[np.int64]
+    ) -> tuple[list[Call], Callable[[list[Any]], list[bytes]]]:
+        """The calls that read the buckets, and how to turn their replies into one blob per bucket + the count."""
         grp, field = self._split(codes)
-        if self._cluster:
-            blobs = self._fetch_by_group(tables, grp, field)
-        else:
+        if not self._cluster:
             tokens = " ".join(map("%d.%d.%d".__mod__, zip(tables.tolist(), grp.tolist(), field.tolist())))
-            blobs = self._read_many(keys=[], args=[self.prefix, tokens])
+            return [("read_many", [], [self.prefix, tokens])], lambda replies: list(replies[0])
+        # Redis Cluster: one single-slot script per bucket group, pipelined; the entry count last.
+        by_group: dict[tuple[int, int], list[int]] = {}
+        for i, key in enumerate(zip(tables.tolist(), grp.tolist())):
+            by_group.setdefault(key, []).append(i)
+        fields = field.tolist()
+        calls: list[Call] = []
+        for (t, g), members in by_group.items():
+            hash_key = self._hash_key(t, g)
+            keys = [hash_key] + [b"%s:%d" % (hash_key, fields[i]) for i in members]
+            calls.append(("read_group", keys, [fields[i] for i in members]))
+        calls.append(("hget", [self.meta_key], ["entries"]))
+
+        def parse(replies: list[Any]) -> list[bytes]:
+            blobs: list[bytes] = [b""] * len(fields)
+            for members, values in zip(by_group.values(), replies):
+                for i, value in zip(members, values):
+                    blobs[i] = value
+            return [*blobs, replies[-1] or b"0"]
+
+        return calls, parse
+
+    def _members(self, blobs: list[bytes]) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
         entries = int(blobs.pop())
         sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // self.layout.id_bytes
         ids = np.frombuffer(b"".join(blobs), dtype=self._dtype).astype(np.int64)
         return ids, sizes, entries
-
-    def _fetch_by_group(
-        self, tables: NDArray[np.int64], grp: NDArray[np.int64], field: NDArray[np.int64]
-    ) -> list[bytes]:
-        """One single-slot script per bucket group, pipelined (Redis Cluster); the entry count last."""
-        by_group: dict[tuple[int, int], list[int]] = {}
-        for i, key in enumerate(zip(tables.tolist(), grp.tolist())):
-            by_group.setdefault(key, []).append(i)
-        pipe = self.client.pipeline(transaction=False)
-        fields = field.tolist()
-        for (t, g), members in by_group.items():
-            hash_key = self._hash_key(t, g)
-            keys = [hash_key] + [b"%s:%d" % (hash_key, fields[i]) for i in members]
-            self._read_group(keys=keys, args=[fields[i] for i in members], client=pipe)
-        pipe.hget(self.meta_key, "entries")
-        results = pipe.execute()
-        blobs: list[bytes] = [b""] * len(fields)
-        for members, values in zip(by_group.values(), results):
-            for i, value in zip(members, values):
-                blobs[i] = value
-        return [*blobs, results[-1] or b"0"]
 
     # -- housekeeping -----------------------------------------------------
 

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from lshrs.ranking import Pairs
+from lshrs.steps import Steps, call
 from lshrs.stores.base import Metadata, Rows
 
 Filter = Mapping[str, Any] | Callable[[Metadata], bool]
@@ -60,9 +61,7 @@ def matching(rows: Rows, predicate: Predicate) -> Rows:
     )
 
 
-def first_passing(
-    ranked: Pairs, n_queries: int, top_k: int, predicate: Predicate, read: Callable[[Any], Rows]
-) -> Pairs:
+def first_passing(ranked: Pairs, n_queries: int, top_k: int, predicate: Predicate) -> Steps[Pairs]:
     """The best `top_k` pairs of each query whose document passes, reading payloads in rank order."""
     verdict: dict[int, bool] = {}
     kept = np.zeros(len(ranked), bool)
@@ -70,12 +69,12 @@ def first_passing(
     for lo, hi in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
         found = 0
         for start in range(lo, hi, _WALK_CHUNK):
-            chunk = ranked.ids[start : min(start + _WALK_CHUNK, hi)]
-            unknown = [i for i in chunk.tolist() if i not in verdict]
+            chunk = ranked.ids[start : min(start + _WALK_CHUNK, hi)].tolist()
+            unknown = [i for i in chunk if i not in verdict]
             if unknown:
-                rows = read(np.array(unknown, np.int64))
+                rows = yield call("store", "get", np.array(unknown, np.int64), payload=True)
                 verdict.update(zip(rows.ids.tolist(), map(predicate, rows.metadata or [None] * len(rows))))
-            for offset, doc in enumerate(chunk.tolist()):
+            for offset, doc in enumerate(chunk):
                 if found < top_k and verdict.get(doc, False):
                     kept[start + offset] = True
                     found += 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +12,12 @@ import numpy as np
 import redis as redis_lib
 from numpy.typing import NDArray
 
-from lshrs import embedded, filters, inputs, ranking
+from lshrs import embedded, filters, inputs, steps
 from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, server_layout
 from lshrs.embeddings import Embedder, make_embedder
 from lshrs.hashing import Hasher, make_planes
+from lshrs.search import Hit, Pages, Request, query_steps
+from lshrs.steps import Steps, call
 from lshrs.stores.base import Metadata, Rows, Store
 
 log = logging.getLogger("lshrs")
@@ -32,31 +33,12 @@ DEFAULT_BATCH_SIZE = 10_000
 # Below this many indexed vectors a query scans the store exactly: that is
 # both faster than probing and the only way tiny indexes answer top_k fully.
 DEFAULT_EXACT_BELOW = 2_000
-# A query short of top_k candidates retries once with this many times the probes;
-# if still short and the index is no larger than this, it scans the store.
-_WIDEN_FACTOR = 8
 # Bucket entries pooled per write pipeline during index() (see _hashed_chunks).
 _FLUSH_ENTRIES = 1_500_000
-_EXACT_FALLBACK_MAX = 200_000
 
 _HASH_PARAMS = ("dim", "num_tables", "num_bits", "seed", "id_bytes")
 # meta fields fixed at creation besides the parameters (kept across rebuilds)
 _LAYOUT_FIELDS = ("format", "planes", "group_bits", "small_max")
-
-
-@dataclass(frozen=True)
-class Hit:
-    """One search result.
-
-    `score` is the exact cosine similarity when the query reranks; with
-    ``rerank=False`` it is the fraction of tables in which the id collided
-    with the query, and `text` and `metadata` are None.
-    """
-
-    id: int
-    score: float
-    text: str | None = None
-    metadata: Metadata | None = None
 
 
 class LSHRS:
@@ -76,6 +58,8 @@ class LSHRS:
         seed: seed of the hyperplanes (drawn once, then stored in Redis).
         id_bytes: width of an id in the buckets: 4 (default, ids below 2**31) or 8 (any int64 id).
         redis: an existing redis-py client (``Redis`` or ``RedisCluster``).
+        async_redis: a redis.asyncio client for the ``a``-prefixed verbs;
+            default: one made like the sync client, per event loop.
         redis_url: used when `redis` is not given; else ``REDIS_URL``; else an
             embedded server under `data_dir`.
         store: where documents live; default an SQLite file under `data_dir`.
@@ -99,6 +83,7 @@ class LSHRS:
         id_bytes: int | None = None,
         redis: Any = None,
         redis_url: str | None = None,
+        async_redis: Any = None,
         store: Store | None = None,
         data_dir: str | Path = embedded.DEFAULT_DATA_DIR,
         embedding_model: str | Embedder | Any | None = None,
@@ -113,6 +98,7 @@ class LSHRS:
         self.show_progress = show_progress
         self.exact_below = exact_below
         self.redis, self._owns_client = _connect(redis, redis_url, data_dir)
+        self._async_redis = async_redis
         if store is None:
             from lshrs.stores.sqlite import SQLiteStore
 
@@ -229,45 +215,59 @@ class LSHRS:
         Returns:
             The ids written, in input order.
         """
-        batch = self._validate_batch(texts, vectors, ids, metadata)
-        hasher = self._ready(batch.vectors.shape[1])
+        return steps.run(self._ingest_steps(texts, vectors, ids, metadata), self._targets())
+
+    async def aingest(
+        self,
+        texts: Sequence[str] | None = None,
+        vectors: Any = None,
+        *,
+        ids: Any = None,
+        metadata: Sequence[Metadata | None] | None = None,
+    ) -> NDArray[np.int64]:
+        """`ingest` without blocking the event loop (redis.asyncio; async psycopg for Postgres)."""
+        return await steps.arun(self._ingest_steps(texts, vectors, ids, metadata), self._targets())
+
+    def _ingest_steps(self, texts: Any, vectors: Any, ids: Any, metadata: Any) -> Steps[NDArray[np.int64]]:
+        if texts is None and vectors is None:
+            raise ValueError("ingest: give texts, vectors, or both")
+        text_list = inputs.as_texts(texts) if texts is not None else None
+        if vectors is None:
+            vectors = yield call("lsh", "embed", text_list)
+        batch = self._validate_batch(text_list, vectors, ids, metadata)
+        hasher = self.hasher or (yield call("lsh", "_ready", batch.vectors.shape[1]))
         written = []
         for lo in range(0, len(batch), self.batch_size):
             part = _slice(batch, lo, lo + self.batch_size)
             if ids is None:
-                part.ids = self._new_ids(len(part))
-            old = self.store.get(part.ids, payload=False)
-            self.store.put(part.ids, part.vectors, part.texts, part.metadata)
-            self.buckets.apply(
+                part.ids = yield from self._new_ids(len(part))
+            old = yield call("store", "get", part.ids, payload=False)
+            yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
+            yield call(
+                "buckets",
+                "apply",
                 add=self.buckets.group(part.ids, hasher.codes(part.vectors)),
                 remove=self.buckets.group(old.ids, hasher.codes(old.vectors)) if len(old) else None,
             )
             written.append(part.ids)
         return np.concatenate(written)
 
-    def _validate_batch(self, texts: Any, vectors: Any, ids: Any, metadata: Any) -> Rows:
-        if texts is None and vectors is None:
-            raise ValueError("ingest: give texts, vectors, or both")
-        text_list = inputs.as_texts(texts) if texts is not None else None
-        if vectors is not None:
-            vecs = inputs.as_vectors(vectors, dim=self.dim)
-        else:
-            vecs = self.embed(text_list or [])
+    def _validate_batch(self, texts: list[str] | None, vectors: Any, ids: Any, metadata: Any) -> Rows:
+        vecs = inputs.as_vectors(vectors, dim=self.dim)
         n = len(vecs)
-        if text_list is not None:
-            inputs.check_length("texts", len(text_list), n)
+        if texts is not None:
+            inputs.check_length("texts", len(texts), n)
         meta = inputs.as_metadata(metadata, n)
         id_arr = self._ids(ids) if ids is not None else np.zeros(n, np.int64)
         inputs.check_length("ids", len(id_arr), n)
-        stored_texts: list[str | None] | None = list(text_list) if text_list is not None else None
-        return Rows(id_arr, vecs, stored_texts, meta)
+        return Rows(id_arr, vecs, list(texts) if texts is not None else None, meta)
 
-    def _new_ids(self, n: int) -> NDArray[np.int64]:
+    def _new_ids(self, n: int) -> Steps[NDArray[np.int64]]:
         """Ids from a counter in Redis, skipping any the store already holds."""
         while True:
-            end = int(self.redis.hincrby(self.buckets.meta_key, "next_id", n))
+            end = yield call("buckets", "next_ids", n)
             ids = np.arange(end - n + 1, end + 1, dtype=np.int64)
-            if len(self.store.get(ids, payload=False)) == 0:
+            if len((yield call("store", "get", ids, payload=False))) == 0:
                 return ids
 
     def index(self, ids: Any = None, vectors: Any = None, *, rebuild: bool = False) -> int:
@@ -367,13 +367,21 @@ class LSHRS:
         Returns:
             How many of the ids were in the store (and are now gone).
         """
+        return steps.run(self._delete_steps(ids), self._targets())
+
+    async def adelete(self, ids: Any) -> int:
+        """`delete` without blocking the event loop."""
+        return await steps.arun(self._delete_steps(ids), self._targets())
+
+    def _delete_steps(self, ids: Any) -> Steps[int]:
         id_arr = self._ids(ids)
         if self.hasher is None:
             return 0
-        rows = self.store.get(id_arr, payload=False)
-        if len(rows):
-            self.buckets.apply(remove=self.buckets.group(rows.ids, self.hasher.codes(rows.vectors)))
-        return self.store.delete(rows.ids) if len(rows) else 0
+        rows = yield call("store", "get", id_arr, payload=False)
+        if not len(rows):
+            return 0
+        yield call("buckets", "apply", remove=self.buckets.group(rows.ids, self.hasher.codes(rows.vectors)))
+        return int((yield call("store", "delete", rows.ids)))
 
     def clear(self) -> int:
         """Delete this index's Redis keys (buckets, parameters); the store is left as is.
@@ -410,12 +418,22 @@ class LSHRS:
             filter: only documents whose metadata has these key/values (a
                 dict), or for which this callable of the metadata is true.
         """
-        queries = [query] if isinstance(query, str) else inputs.as_vectors(query, dim=self.dim, name="query")
-        if len(queries) != 1:
-            raise ValueError(f"query: expected one vector, got {len(queries)}; use query_many")
-        return self.query_many(queries, top_k=top_k, top_p=top_p, rerank=rerank, num_probes=num_probes, filter=filter)[
-            0
-        ]
+        req = self._request(_one(query, self.dim), top_k, top_p, rerank, num_probes, filter)
+        return steps.run(query_steps(self, req), self._targets())[0]
+
+    async def aquery(
+        self,
+        query: str | Any,
+        *,
+        top_k: int = 10,
+        top_p: float | None = None,
+        rerank: bool = True,
+        num_probes: int | None = None,
+        filter: filters.Filter | None = None,
+    ) -> list[Hit]:
+        """`query` without blocking the event loop (the model runs in a worker thread)."""
+        req = self._request(_one(query, self.dim), top_k, top_p, rerank, num_probes, filter)
+        return (await steps.arun(query_steps(self, req), self._targets()))[0]
 
     def query_many(
         self,
@@ -428,6 +446,27 @@ class LSHRS:
         filter: filters.Filter | None = None,
     ) -> list[list[Hit]]:
         """`query` for a batch: one bucket read and at most two store reads in all (more with a tight filter)."""
+        req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
+        return steps.run(query_steps(self, req), self._targets())
+
+    async def aquery_many(
+        self,
+        queries: Sequence[str] | Any,
+        *,
+        top_k: int = 10,
+        top_p: float | None = None,
+        rerank: bool = True,
+        num_probes: int | None = None,
+        filter: filters.Filter | None = None,
+    ) -> list[list[Hit]]:
+        """`query_many` without blocking the event loop."""
+        req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
+        return await steps.arun(query_steps(self, req), self._targets())
+
+    def _request(
+        self, queries: Any, top_k: int, top_p: float | None, rerank: bool, num_probes: int | None, filter: Any
+    ) -> Request:
+        """Check a query batch whole before any I/O."""
         inputs.check_top(top_k, top_p)
         predicate = None if filter is None else filters.as_predicate(filter)
         if predicate is not None and not rerank:
@@ -435,100 +474,33 @@ class LSHRS:
         probes = _positive("num_probes", self.num_probes if num_probes is None else num_probes)
         if isinstance(queries, str):
             raise TypeError("queries: expected a list of texts or an (n, d) array; use query() for one")
-        is_text = isinstance(queries, Sequence) and len(queries) > 0 and all(isinstance(q, str) for q in queries)
-        vecs = (
-            self.embed(inputs.as_texts(queries, name="queries"))
-            if is_text
-            else (inputs.as_vectors(queries, dim=self.dim, name="queries"))
-        )
-        if self.hasher is None and not self._attach():
-            return [[] for _ in range(len(vecs))]
-        pairs, count = self._search(vecs, top_k, top_p, rerank, probes, predicate)
-        short = np.flatnonzero(pairs.per_query(len(vecs)) < min(top_k, count))
-        if len(short):
-            again, _ = self._search(vecs[short], top_k, top_p, rerank, probes * _WIDEN_FACTOR, predicate)
-            pairs = _splice(pairs, short, again)
-            short = np.flatnonzero(pairs.per_query(len(vecs)) < min(top_k, count))
-        if len(short) and rerank and count <= _EXACT_FALLBACK_MAX:
-            pairs = _splice(pairs, short, self._exact(vecs[short], top_k, predicate))
-        elif len(short):
-            log.warning("%d queries found fewer than top_k=%d candidates", len(short), top_k)
-        return self._hits(pairs, len(vecs), payload=rerank)
+        if isinstance(queries, Sequence) and len(queries) > 0 and all(isinstance(q, str) for q in queries):
+            texts = inputs.as_texts(queries, name="queries")
+            return Request(texts, None, top_k, top_p, rerank, probes, predicate)
+        vectors = inputs.as_vectors(queries, dim=self.dim, name="queries")
+        return Request(None, vectors, top_k, top_p, rerank, probes, predicate)
 
-    def _search(
-        self,
-        vecs: NDArray[np.float32],
-        top_k: int,
-        top_p: float | None,
-        rerank: bool,
-        probes: int,
-        predicate: filters.Predicate | None = None,
-    ) -> tuple[ranking.Pairs, int]:
-        """Ranked results of every query, and the index size read along with the buckets.
+    def _targets(self) -> dict[str, Any]:
+        """What the verbs' steps run against (see steps.py)."""
+        self.buckets.bind_async(self._async_client)
+        return {"lsh": self, "buckets": self.buckets, "store": self.store, "pages": Pages(self.store)}
 
-        Below `exact_below` indexed vectors the bucket read is dropped for an
-        exact scan: the size only arrives with the buckets, which saves a
-        round trip on every query of a large index.
-        """
-        assert self.hasher is not None
-        candidates, count = self._candidates(vecs, probes)
-        if rerank and count < self.exact_below:
-            return self._exact(vecs, top_k, predicate), count
-        if not rerank:
-            scaled = ranking.Pairs(candidates.query, candidates.ids, candidates.value / self.hasher.num_tables)
-            return ranking.head(scaled, np.full(len(vecs), top_k)), count
-        limits = ranking.top_p_limits(candidates, len(vecs), top_k, top_p)
-        chosen = ranking.head(candidates, limits)
-        wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
-        found = self.store.get(wanted, payload=False)
-        scored = ranking.cosine_pairs(chosen, vecs, found)
-        if predicate is not None:
-            read = lambda ids: self.store.get(ids, payload=True)  # noqa: E731
-            return filters.first_passing(scored, len(vecs), top_k, predicate, read), count
-        return ranking.head(scored, np.full(len(vecs), top_k)), count
-
-    def _candidates(self, vecs: NDArray[np.float32], probes: int) -> tuple[ranking.Pairs, int]:
-        """Ids in the probed buckets with their collision counts, ranked per query; and the index size."""
-        assert self.hasher is not None
-        codes = self.hasher.probes(vecs, probes)  # (n, tables, probes)
-        tables = np.broadcast_to(np.arange(codes.shape[1])[:, None], codes.shape[1:])
-        slot_bucket = (tables[None] << self.hasher.num_bits | codes).reshape(-1)
-        unique_buckets, slot_key = np.unique(slot_bucket, return_inverse=True)
-        mask = (1 << self.hasher.num_bits) - 1
-        members, sizes, entries = self.buckets.fetch(unique_buckets >> self.hasher.num_bits, unique_buckets & mask)
-        slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
-        queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
-        return ranking.count_collisions(queries, ids), entries // self.hasher.num_tables
-
-    def _exact(
-        self, vecs: NDArray[np.float32], top_k: int, predicate: filters.Predicate | None = None
-    ) -> ranking.Pairs:
-        """Brute-force cosine over every stored row (small indexes), or every row that passes the filter."""
-        best = ranking.Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
-        for rows in self.store.scan(batch_size=self.batch_size):
-            if predicate is not None:
-                rows = filters.matching(rows, predicate)
-            part = ranking.exact_top_k(vecs, rows.ids, rows.vectors, top_k)
-            best = ranking.head(ranking.rank(ranking.Pairs.concat(best, part)), np.full(len(vecs), top_k))
-        return best
-
-    def _hits(self, pairs: ranking.Pairs, n_queries: int, *, payload: bool) -> list[list[Hit]]:
-        results: list[list[Hit]] = [[] for _ in range(n_queries)]
-        texts: dict[int, str | None] = {}
-        metas: dict[int, Metadata | None] = {}
-        if payload and len(pairs):
-            rows = self.store.get(np.unique(pairs.ids), payload=True)
-            texts = dict(zip(rows.ids.tolist(), rows.texts or []))
-            metas = dict(zip(rows.ids.tolist(), rows.metadata or []))
-        for q, i, s in zip(pairs.query.tolist(), pairs.ids.tolist(), pairs.value.tolist()):
-            results[q].append(Hit(i, s, texts.get(i), metas.get(i)))
-        return results
+    def _async_client(self) -> Any:
+        """A redis.asyncio client for the current event loop: the one given, or one like the sync client."""
+        if self._async_redis is not None:
+            return self._async_redis
+        return async_twin(self.redis)
 
     # -- lookups -----------------------------------------------------------
 
     def get(self, ids: Any, *, payload: bool = True) -> Rows:
         """Stored rows (ids, vectors, texts, metadata) in the order asked; unknown ids are left out."""
         return self.store.get(self._ids(ids, allow_empty=True), payload=payload)
+
+    async def aget(self, ids: Any, *, payload: bool = True) -> Rows:
+        """`get` without blocking the event loop."""
+        step = call("store", "get", self._ids(ids, allow_empty=True), payload=payload)
+        return await steps.arun(_single(step), self._targets())
 
     def find(self, filter: filters.Filter) -> NDArray[np.int64]:
         """Ids of every stored document whose metadata passes `filter`, ascending.
@@ -582,6 +554,13 @@ class LSHRS:
         if self._owns_client:
             self.redis.close()
 
+    async def aclose(self) -> None:
+        """Close the async Redis client made for the running event loop (and the store's async connection)."""
+        await self.buckets.aclose()
+        closer = getattr(self.store, "aclose", None)
+        if closer is not None:
+            await closer()
+
     def __enter__(self) -> LSHRS:
         return self
 
@@ -601,11 +580,38 @@ def _connect(client: Any, url: str | None, data_dir: str | Path) -> tuple[Any, b
     return embedded.connect(data_dir), True
 
 
-def _splice(pairs: ranking.Pairs, queries: NDArray[np.int64], redone: ranking.Pairs) -> ranking.Pairs:
-    """Replace the results of `queries` (numbered 0.. in `redone`) inside `pairs`."""
-    keep = pairs.take(~np.isin(pairs.query, queries))
-    moved = ranking.Pairs(queries[redone.query], redone.ids, redone.value)
-    return ranking.rank(ranking.Pairs.concat(keep, moved))
+_TWIN_OPTIONS = ("host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
+                 "client_name", "credential_provider")  # fmt: skip
+
+
+def async_twin(client: Any) -> Any:
+    """A redis.asyncio client for the server (or cluster) a redis-py client talks to."""
+    import redis.asyncio as aredis
+
+    if hasattr(client, "get_default_node"):  # RedisCluster: start from the same seed node
+        node = client.get_default_node()
+        options = {k: v for k, v in client.get_connection_kwargs().items() if k in ("username", "password")}
+        return aredis.RedisCluster(host=node.host, port=node.port, **options)
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
+    options = {k: kwargs[k] for k in _TWIN_OPTIONS if k in kwargs}
+    if "path" in kwargs:
+        options["unix_socket_path"] = kwargs["path"]
+    if "SSL" in pool.connection_class.__name__:
+        options.update({k: v for k, v in kwargs.items() if k.startswith("ssl_")}, ssl=True)
+    return aredis.Redis(**options)
+
+
+def _one(query: Any, dim: int | None) -> Any:
+    """One text or one vector, as a batch of one."""
+    queries = [query] if isinstance(query, str) else inputs.as_vectors(query, dim=dim, name="query")
+    if len(queries) != 1:
+        raise ValueError(f"query: expected one vector, got {len(queries)}; use query_many")
+    return queries
+
+
+def _single(step: steps.Step) -> Steps[Any]:
+    return (yield step)
 
 
 def _check_params(params: dict[str, int]) -> None:

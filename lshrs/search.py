@@ -1,0 +1,169 @@
+"""A query, as steps: probe buckets -> rank candidates -> exact cosine rerank -> hits.
+
+Written once as generators of `steps.Step` (see steps.py), so `LSHRS.query`
+and `LSHRS.aquery` share every line of it. Step targets: ``buckets``
+(Redis), ``store`` (vectors and payloads), ``pages`` (exact scans) and
+``lsh`` (the model and index attach, blocking work run in a thread when async).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lshrs import filters, ranking
+from lshrs.steps import Steps, call
+from lshrs.stores.base import Metadata, Rows
+
+if TYPE_CHECKING:
+    from lshrs.index import LSHRS
+
+log = logging.getLogger("lshrs")
+
+# A query short of top_k candidates retries once with this many times the probes;
+# if still short and the index is no larger than this, it scans the store.
+WIDEN_FACTOR = 8
+EXACT_FALLBACK_MAX = 200_000
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result.
+
+    `score` is the exact cosine similarity when the query reranks; with
+    ``rerank=False`` it is the fraction of tables in which the id collided
+    with the query, and `text` and `metadata` are None.
+    """
+
+    id: int
+    score: float
+    text: str | None = None
+    metadata: Metadata | None = None
+
+
+@dataclass(frozen=True)
+class Request:
+    """A validated query batch (texts still to embed, or vectors)."""
+
+    texts: list[str] | None
+    vectors: NDArray[np.float32] | None
+    top_k: int
+    top_p: float | None
+    rerank: bool
+    probes: int
+    predicate: filters.Predicate | None
+
+
+def query_steps(lsh: LSHRS, req: Request) -> Steps[list[list[Hit]]]:
+    vecs = req.vectors if req.texts is None else (yield call("lsh", "embed", req.texts))
+    assert vecs is not None
+    if lsh.hasher is None and not (yield call("lsh", "_attach")):
+        return [[] for _ in range(len(vecs))]
+    pairs, count = yield from _search(lsh, vecs, req, req.probes)
+    short = np.flatnonzero(pairs.per_query(len(vecs)) < min(req.top_k, count))
+    if len(short):
+        again, _ = yield from _search(lsh, vecs[short], req, req.probes * WIDEN_FACTOR)
+        pairs = _splice(pairs, short, again)
+        short = np.flatnonzero(pairs.per_query(len(vecs)) < min(req.top_k, count))
+    if len(short) and req.rerank and count <= EXACT_FALLBACK_MAX:
+        exact = yield from _exact(lsh, vecs[short], req.top_k, req.predicate)
+        pairs = _splice(pairs, short, exact)
+    elif len(short):
+        log.warning("%d queries found fewer than top_k=%d candidates", len(short), req.top_k)
+    return (yield from _hits(pairs, len(vecs), payload=req.rerank))
+
+
+def _search(lsh: LSHRS, vecs: NDArray[np.float32], req: Request, probes: int) -> Steps[tuple[ranking.Pairs, int]]:
+    """Ranked results of every query, and the index size read along with the buckets.
+
+    Below `exact_below` indexed vectors the bucket read is dropped for an
+    exact scan: the size only arrives with the buckets, which saves a
+    round trip on every query of a large index.
+    """
+    assert lsh.hasher is not None
+    candidates, count = yield from _candidates(lsh, vecs, probes)
+    if req.rerank and count < lsh.exact_below:
+        return (yield from _exact(lsh, vecs, req.top_k, req.predicate)), count
+    if not req.rerank:
+        scaled = ranking.Pairs(candidates.query, candidates.ids, candidates.value / lsh.hasher.num_tables)
+        return ranking.head(scaled, np.full(len(vecs), req.top_k)), count
+    chosen = ranking.head(candidates, ranking.top_p_limits(candidates, len(vecs), req.top_k, req.top_p))
+    wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
+    found = yield call("store", "get", wanted, payload=False)
+    scored = ranking.cosine_pairs(chosen, vecs, found)
+    if req.predicate is not None:
+        return (yield from filters.first_passing(scored, len(vecs), req.top_k, req.predicate)), count
+    return ranking.head(scored, np.full(len(vecs), req.top_k)), count
+
+
+def _candidates(lsh: LSHRS, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int]]:
+    """Ids in the probed buckets with their collision counts, ranked per query; and the index size."""
+    hasher = lsh.hasher
+    assert hasher is not None
+    codes = hasher.probes(vecs, probes)  # (n, tables, probes)
+    tables = np.broadcast_to(np.arange(codes.shape[1])[:, None], codes.shape[1:])
+    slot_bucket = (tables[None] << hasher.num_bits | codes).reshape(-1)
+    unique_buckets, slot_key = np.unique(slot_bucket, return_inverse=True)
+    mask = (1 << hasher.num_bits) - 1
+    members, sizes, entries = yield call("buckets", "fetch", unique_buckets >> hasher.num_bits, unique_buckets & mask)
+    slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
+    queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
+    return ranking.count_collisions(queries, ids), entries // hasher.num_tables
+
+
+def _exact(
+    lsh: LSHRS, vecs: NDArray[np.float32], top_k: int, predicate: filters.Predicate | None
+) -> Steps[ranking.Pairs]:
+    """Brute-force cosine over every stored row (small indexes), or every row that passes the filter."""
+    best = ranking.Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
+    after = None
+    while (rows := (yield call("pages", "page", after, lsh.batch_size))) is not None:
+        after = int(rows.ids[-1])
+        if predicate is not None:
+            rows = filters.matching(rows, predicate)
+        part = ranking.exact_top_k(vecs, rows.ids, rows.vectors, top_k)
+        best = ranking.head(ranking.rank(ranking.Pairs.concat(best, part)), np.full(len(vecs), top_k))
+    return best
+
+
+def _hits(pairs: ranking.Pairs, n_queries: int, *, payload: bool) -> Steps[list[list[Hit]]]:
+    results: list[list[Hit]] = [[] for _ in range(n_queries)]
+    texts: dict[int, str | None] = {}
+    metas: dict[int, Metadata | None] = {}
+    if payload and len(pairs):
+        rows = yield call("store", "get", np.unique(pairs.ids), payload=True)
+        texts = dict(zip(rows.ids.tolist(), rows.texts or []))
+        metas = dict(zip(rows.ids.tolist(), rows.metadata or []))
+    for q, i, s in zip(pairs.query.tolist(), pairs.ids.tolist(), pairs.value.tolist()):
+        results[q].append(Hit(i, s, texts.get(i), metas.get(i)))
+    return results
+
+
+def _splice(pairs: ranking.Pairs, queries: NDArray[np.int64], redone: ranking.Pairs) -> ranking.Pairs:
+    """Replace the results of `queries` (numbered 0.. in `redone`) inside `pairs`."""
+    keep = pairs.take(~np.isin(pairs.query, queries))
+    moved = ranking.Pairs(queries[redone.query], redone.ids, redone.value)
+    return ranking.rank(ranking.Pairs.concat(keep, moved))
+
+
+class Pages:
+    """A store's scan one page at a time, so the exact path can be a sequence of steps."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def page(self, after: int | None, limit: int) -> Rows | None:
+        """The first `limit` rows with ids above `after`, None past the end."""
+        return next(iter(self.store.scan(batch_size=limit, after=after)), None)
+
+    async def apage(self, after: int | None, limit: int) -> Rows | None:
+        native = getattr(self.store, "apage", None)
+        if native is not None:
+            return await native(after, limit)  # type: ignore[no-any-return]
+        import asyncio
+
+        return await asyncio.to_thread(self.page, after, limit)
