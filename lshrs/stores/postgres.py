@@ -6,14 +6,20 @@ format: reads return each vector's raw bytes and a whole batch is parsed with
 one numpy view; writes build a binary COPY stream into a temporary table and
 update or insert the target rows from it in one transaction. Identifiers are quoted,
 values are always bound or sent through COPY.
+
+The ``a``-prefixed methods (used by `LSHRS`'s async verbs) run the same
+statements on a ``psycopg.AsyncConnection``, one per event loop, opened on
+first use with the same connection parameters.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import struct
 import threading
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -64,6 +70,9 @@ class PostgresStore:
         else:
             self._conn, self._owns = psycopg.connect(conninfo, autocommit=True), True
         self._lock = threading.RLock()
+        self._async: weakref.WeakKeyDictionary[Any, tuple[psycopg.AsyncConnection, asyncio.Lock]] = (
+            weakref.WeakKeyDictionary()
+        )
         self._table = sql.Identifier(schema, table) if schema else sql.Identifier(table)
         self._names = {"id": id_column, "vector": vector_column, "text": text_column, "metadata": metadata_column}
         self._col = {k: sql.Identifier(v) for k, v in self._names.items() if v}
@@ -122,9 +131,10 @@ class PostgresStore:
         elif base in _FLOAT_OIDS:
             self._loaders.append((psycopg.postgres.types[base.removesuffix("[]")].array_oid, raw))
 
-    def _cursor(self, name: str | None = None) -> Any:
+    def _cursor(self, name: str | None = None, conn: Any = None) -> Any:
         """A binary cursor reading vectors raw; the loaders stay local to it, not the connection."""
-        cur = self._conn.cursor(name=name, binary=True) if name else self._conn.cursor(binary=True)
+        conn = conn or self._conn
+        cur = conn.cursor(name=name, binary=True) if name else conn.cursor(binary=True)
         for oid, loader in self._loaders:
             cur.adapters.register_loader(oid, loader)
         return cur
@@ -206,43 +216,81 @@ class PostgresStore:
         texts: Sequence[str | None] | None = None,
         metadata: Sequence[Metadata | None] | None = None,
     ) -> None:
-        _check_no_nul(texts, metadata)
-        stream = self._copy_stream(np.asarray(ids, np.int64), np.asarray(vectors, np.float32), texts, metadata)
-        cols = self._columns()
+        stream = self._put_stream(ids, vectors, texts, metadata)
+        create, copy_in, update, insert = self._put_statements()
         with self._lock, self._conn.transaction():
             cur = self._conn.cursor()
-            cur.execute(
-                sql.SQL("CREATE TEMP TABLE lshrs_incoming ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
-                    cols, self._table
-                )
-            )
-            with cur.copy(sql.SQL("COPY lshrs_incoming ({}) FROM STDIN (FORMAT BINARY)").format(cols)) as copy:
+            cur.execute(create)
+            with cur.copy(copy_in) as copy:
                 copy.write(stream)
-            # UPDATE then INSERT (not DELETE + INSERT): columns lshrs does not
-            # map keep their values when a row of an existing table is replaced.
-            roles = [r for r in ("vector", "text", "metadata") if r in self._col]
-            assign = sql.SQL(", ").join(sql.SQL("{c} = i.{c}").format(c=self._col[r]) for r in roles)
-            cur.execute(
-                sql.SQL("UPDATE {t} SET {a} FROM lshrs_incoming i WHERE {t}.{id} = i.{id}").format(
-                    t=self._table, a=assign, id=self._col["id"]
-                )
-            )
-            cur.execute(
-                sql.SQL(
-                    "INSERT INTO {t} ({c}) SELECT {c} FROM lshrs_incoming i "
-                    "WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{id} = i.{id})"
-                ).format(t=self._table, c=cols, id=self._col["id"])
-            )
+            cur.execute(update)
+            cur.execute(insert)
+
+    async def aput(
+        self,
+        ids: NDArray[np.int64],
+        vectors: NDArray[np.float32],
+        texts: Sequence[str | None] | None = None,
+        metadata: Sequence[Metadata | None] | None = None,
+    ) -> None:
+        stream = self._put_stream(ids, vectors, texts, metadata)
+        create, copy_in, update, insert = self._put_statements()
+        conn, lock = await self._aconn()
+        async with lock, conn.transaction():
+            cur = conn.cursor()
+            await cur.execute(create)
+            async with cur.copy(copy_in) as copy:
+                await copy.write(stream)
+            await cur.execute(update)
+            await cur.execute(insert)
+
+    def _put_stream(self, ids: Any, vectors: Any, texts: Any, metadata: Any) -> bytes:
+        _check_no_nul(texts, metadata)
+        return self._copy_stream(np.asarray(ids, np.int64), np.asarray(vectors, np.float32), texts, metadata)
+
+    def _put_statements(self) -> tuple[sql.Composed, sql.Composed, sql.Composed, sql.Composed]:
+        """COPY into a temporary table, then UPDATE existing rows and INSERT new ones from it.
+
+        UPDATE then INSERT (not DELETE + INSERT): columns lshrs does not map
+        keep their values when a row of an existing table is replaced.
+        """
+        cols = self._columns()
+        roles = [r for r in ("vector", "text", "metadata") if r in self._col]
+        assign = sql.SQL(", ").join(sql.SQL("{c} = i.{c}").format(c=self._col[r]) for r in roles)
+        return (
+            sql.SQL("CREATE TEMP TABLE lshrs_incoming ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
+                cols, self._table
+            ),
+            sql.SQL("COPY lshrs_incoming ({}) FROM STDIN (FORMAT BINARY)").format(cols),
+            sql.SQL("UPDATE {t} SET {a} FROM lshrs_incoming i WHERE {t}.{id} = i.{id}").format(
+                t=self._table, a=assign, id=self._col["id"]
+            ),
+            sql.SQL(
+                "INSERT INTO {t} ({c}) SELECT {c} FROM lshrs_incoming i "
+                "WHERE NOT EXISTS (SELECT 1 FROM {t} WHERE {t}.{id} = i.{id})"
+            ).format(t=self._table, c=cols, id=self._col["id"]),
+        )
 
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
         ids = np.asarray(ids, np.int64)
-        stmt = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(
-            self._columns(payload), self._table, self._col["id"]
-        )
         with self._lock:
             cur = self._cursor()
-            fetched = cur.execute(stmt, (ids.tolist(),), prepare=True).fetchall()
+            fetched = cur.execute(self._get_statement(payload), (ids.tolist(),), prepare=True).fetchall()
         return in_requested_order(ids, self._rows(fetched, payload))
+
+    async def aget(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
+        ids = np.asarray(ids, np.int64)
+        conn, lock = await self._aconn()
+        async with lock:
+            cur = self._cursor(conn=conn)
+            await cur.execute(self._get_statement(payload), (ids.tolist(),), prepare=True)
+            fetched = await cur.fetchall()
+        return in_requested_order(ids, self._rows(fetched, payload))
+
+    def _get_statement(self, payload: bool) -> sql.Composed:
+        return sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(
+            self._columns(payload), self._table, self._col["id"]
+        )
 
     def find(self, equals: Mapping[str, Any]) -> NDArray[np.int64]:
         """Ids whose metadata holds every key = value (scalars), by JSON containment (a GIN index serves it)."""
@@ -274,6 +322,44 @@ class PostgresStore:
         stmt = sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(self._table, self._col["id"])
         with self._lock, self._conn.transaction():
             return self._conn.execute(stmt, (np.unique(ids).tolist(),)).rowcount
+
+    async def adelete(self, ids: NDArray[np.int64]) -> int:
+        stmt = sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(self._table, self._col["id"])
+        conn, lock = await self._aconn()
+        async with lock:
+            cur = await conn.execute(stmt, (np.unique(ids).tolist(),))
+            return cur.rowcount
+
+    async def apage(self, after: int | None, limit: int) -> Rows | None:
+        """The first `limit` rows with ids above `after` (the async exact scan), None past the end."""
+        where = sql.SQL("") if after is None else sql.SQL("WHERE {} > %s").format(self._col["id"])
+        stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {} LIMIT %s").format(
+            self._columns(), self._table, where, self._col["id"]
+        )
+        params = (int(limit),) if after is None else (int(after), int(limit))
+        conn, lock = await self._aconn()
+        async with lock:
+            cur = self._cursor(conn=conn)
+            await cur.execute(stmt, params)
+            fetched = await cur.fetchall()
+        return self._rows(fetched, True) if fetched else None
+
+    async def _aconn(self) -> tuple[psycopg.AsyncConnection, asyncio.Lock]:
+        """This event loop's async connection (and the lock that keeps its transactions apart)."""
+        loop = asyncio.get_running_loop()
+        found = self._async.get(loop)
+        if found is None:
+            info = self._conn.info
+            conninfo = psycopg.conninfo.make_conninfo(info.dsn, password=info.password or None)
+            conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+            found = self._async[loop] = (conn, asyncio.Lock())
+        return found
+
+    async def aclose(self) -> None:
+        """Close this event loop's async connection, if one was opened."""
+        found = self._async.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].close()
 
     def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
         where = sql.SQL("") if after is None else sql.SQL("WHERE {} > %s").format(self._col["id"])
