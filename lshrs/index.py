@@ -508,12 +508,23 @@ class LSHRS:
         A dict of scalar values is answered by the store itself when it can
         (SQL on the JSON column); anything else scans the store once.
         """
+        return steps.run(self._find_steps(filter), self._targets())
+
+    async def afind(self, filter: filters.Filter) -> NDArray[np.int64]:
+        """`find` without blocking the event loop."""
+        return await steps.arun(self._find_steps(filter), self._targets())
+
+    def _find_steps(self, filter: filters.Filter) -> Steps[NDArray[np.int64]]:
         predicate = filters.as_predicate(filter)
         equals = filters.pushdown(filter)
         if equals is not None and callable(getattr(self.store, "find", None)):
-            return np.sort(np.asarray(self.store.find(equals), np.int64))  # type: ignore[attr-defined]
-        found = [filters.matching(rows, predicate).ids for rows in self.store.scan(batch_size=self.batch_size)]
-        return np.concatenate(found) if found else np.empty(0, np.int64)
+            return np.sort(np.asarray((yield call("store", "find", equals)), np.int64))
+        found = [np.empty(0, np.int64)]
+        after = None
+        while (rows := (yield call("pages", "page", after, self.batch_size))) is not None:
+            after = int(rows.ids[-1])
+            found.append(filters.matching(rows, predicate).ids)
+        return np.concatenate(found)
 
     # -- introspection -----------------------------------------------------
 

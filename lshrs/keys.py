@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lshrs.stores.base import Rows
+
 ID_FIELD = "_lshrs_id"
 ID_BYTES = 8  # keys use the full int64 range: an index for string ids needs id_bytes=8
 _MASK = (1 << 63) - 1
@@ -41,7 +43,11 @@ def keys_for(doc_ids: Sequence[str]) -> NDArray[np.int64]:
 
 def check_free(lsh: Any, keys: NDArray[np.int64], doc_ids: Sequence[str]) -> None:
     """Raise if a key is already held by a different string id (a hash collision)."""
-    rows = lsh.get(keys, payload=True)
+    check_stored(lsh.get(keys, payload=True), keys, doc_ids)
+
+
+def check_stored(rows: Rows, keys: NDArray[np.int64], doc_ids: Sequence[str]) -> None:
+    """`check_free` on rows already read (the async callers read them with `aget`)."""
     wanted = dict(zip(keys.tolist(), doc_ids))
     for key, meta in zip(rows.ids.tolist(), rows.metadata or []):
         held = (meta or {}).get(ID_FIELD)

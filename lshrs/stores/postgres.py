@@ -296,13 +296,24 @@ class PostgresStore:
         """Ids whose metadata holds every key = value (scalars), by JSON containment (a GIN index serves it)."""
         if "metadata" not in self._col:
             return np.empty(0, np.int64)
+        with self._lock:
+            fetched = self._conn.execute(self._find_statement(), (json.dumps(dict(equals)),)).fetchall()
+        return np.array([row[0] for row in fetched], np.int64)
+
+    async def afind(self, equals: Mapping[str, Any]) -> NDArray[np.int64]:
+        if "metadata" not in self._col:
+            return np.empty(0, np.int64)
+        conn, lock = await self._aconn()
+        async with lock:
+            cur = await conn.execute(self._find_statement(), (json.dumps(dict(equals)),))
+            fetched = await cur.fetchall()
+        return np.array([row[0] for row in fetched], np.int64)
+
+    def _find_statement(self) -> sql.Composed:
         column: sql.Composable = self._col["metadata"]
         if self._types["metadata"] != "jsonb":
             column = sql.SQL("{}::jsonb").format(column)
-        stmt = sql.SQL("SELECT {} FROM {} WHERE {} @> %s::jsonb").format(self._col["id"], self._table, column)
-        with self._lock:
-            fetched = self._conn.execute(stmt, (json.dumps(dict(equals)),)).fetchall()
-        return np.array([row[0] for row in fetched], np.int64)
+        return sql.SQL("SELECT {} FROM {} WHERE {} @> %s::jsonb").format(self._col["id"], self._table, column)
 
     def _rows(self, fetched: list[tuple[Any, ...]], payload: bool) -> Rows:
         if not fetched:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,8 +18,9 @@ from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
+from numpy.typing import NDArray
 
-from lshrs import LSHRS, keys
+from lshrs import LSHRS, Hit, Rows, keys
 from lshrs.filters import Filter
 
 DEFAULT_NAME = "langchain"
@@ -67,20 +69,31 @@ class LSHRSVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[str]:
         """Embed and store texts; an id already present is replaced. Returns the ids (generated where None)."""
-        texts = list(texts)
-        doc_ids = _fill_ids(ids, len(texts))
-        if metadatas is not None and len(metadatas) != len(texts):
-            raise ValueError(f"metadatas: expected {len(texts)} entries, got {len(metadatas)}")
-        if not texts:
-            return []
-        metadata = [keys.with_id(m, i) for m, i in zip(metadatas or [{}] * len(texts), doc_ids)]
-        key_array = keys.keys_for(doc_ids)
-        vectors = np.asarray(self._embedding.embed_documents(texts), dtype=np.float32)
-        keys.check_free(self.lsh, key_array, doc_ids)
-        self.lsh.ingest(texts=texts, vectors=vectors, ids=key_array, metadata=metadata)
-        return doc_ids
+        batch = _Batch.of(texts, metadatas, ids)
+        if batch.texts:
+            vectors = self._embedding.embed_documents(batch.texts)
+            keys.check_free(self.lsh, batch.keys, batch.ids)
+            self.lsh.ingest(texts=batch.texts, vectors=vectors, ids=batch.keys, metadata=batch.metadata)
+        return batch.ids
 
-    def add_documents(self, documents: list[Document], ids: Sequence[str | None] | None = None, **kwargs: Any) -> list[str]:
+    async def aadd_texts(
+        self,
+        texts: Iterable[str],
+        metadatas: list[dict] | None = None,
+        *,
+        ids: Sequence[str | None] | None = None,
+        **kwargs: Any,
+    ) -> list[str]:
+        batch = _Batch.of(texts, metadatas, ids)
+        if batch.texts:
+            vectors = await self._embedding.aembed_documents(batch.texts)
+            keys.check_stored(await self.lsh.aget(batch.keys), batch.keys, batch.ids)
+            await self.lsh.aingest(texts=batch.texts, vectors=vectors, ids=batch.keys, metadata=batch.metadata)
+        return batch.ids
+
+    def add_documents(
+        self, documents: list[Document], ids: Sequence[str | None] | None = None, **kwargs: Any
+    ) -> list[str]:
         """Store documents under `ids`, else their own `.id`, else new ids (the documents are not modified)."""
         if ids is None:
             ids = [doc.id for doc in documents]
@@ -88,37 +101,43 @@ class LSHRSVectorStore(VectorStore):
             [doc.page_content for doc in documents], [doc.metadata for doc in documents], ids=ids, **kwargs
         )
 
+    async def aadd_documents(
+        self, documents: list[Document], ids: Sequence[str | None] | None = None, **kwargs: Any
+    ) -> list[str]:
+        if ids is None:
+            ids = [doc.id for doc in documents]
+        texts, metas = [doc.page_content for doc in documents], [doc.metadata for doc in documents]
+        return await self.aadd_texts(texts, metas, ids=ids, **kwargs)
+
     def delete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
         """Delete documents by id; unknown ids are ignored.
 
         ``ids=None`` raises instead of emptying the store: the store may be a
         table the application shares. Use ``store.lsh.clear()`` for the index.
         """
-        if ids is None:
-            raise ValueError("delete: give the ids to delete (lshrs never empties a store implicitly)")
-        present = self._present(ids)
+        wanted = _wanted(ids, "delete")
+        present = _present(wanted, self.lsh.get(keys.keys_for(wanted)) if wanted else None)
         if present:
             self.lsh.delete(list(present.values()))
+        return True
+
+    async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
+        wanted = _wanted(ids, "delete")
+        present = _present(wanted, await self.lsh.aget(keys.keys_for(wanted)) if wanted else None)
+        if present:
+            await self.lsh.adelete(list(present.values()))
         return True
 
     # -- reads -------------------------------------------------------------
 
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The stored documents among `ids`, in the order asked; unknown ids are left out."""
-        present = self._present(ids)
-        if not present:
-            return []
-        rows = self.lsh.get(list(present.values()))
-        return [_document(text, meta) for text, meta in zip(rows.texts or [], rows.metadata or [])]
+        wanted = _wanted(ids, "get_by_ids")
+        return _owned_documents(wanted, self.lsh.get(keys.keys_for(wanted)) if wanted else None)
 
-    def _present(self, ids: Sequence[str]) -> dict[str, int]:
-        """String id -> key for the ids stored under their own key (guards against a key collision)."""
-        unique = list(dict.fromkeys(ids))
-        if not unique:
-            return {}
-        rows = self.lsh.get(keys.keys_for(unique))
-        held = {key: keys.split_metadata(meta)[0] for key, meta in zip(rows.ids.tolist(), rows.metadata or [])}
-        return {i: keys.key_for(i) for i in unique if held.get(keys.key_for(i)) == i}
+    async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
+        wanted = _wanted(ids, "get_by_ids")
+        return _owned_documents(wanted, await self.lsh.aget(keys.keys_for(wanted)) if wanted else None)
 
     def similarity_search(self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter, **kwargs)]
@@ -138,9 +157,30 @@ class LSHRSVectorStore(VectorStore):
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        hits = self.lsh.query(
-            np.asarray(embedding, dtype=np.float32), top_k=k, filter=_user_filter(filter), **_options(kwargs)
-        )
+        hits = self.lsh.query(np.asarray(embedding, np.float32), top_k=k, **_options(filter, kwargs))
+        return [(_document(hit.text, hit.metadata), hit.score) for hit in hits]
+
+    async def asimilarity_search(
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        return [doc for doc, _ in await self.asimilarity_search_with_score(query, k, filter=filter, **kwargs)]
+
+    async def asimilarity_search_with_score(
+        self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        vector = await self._embedding.aembed_query(query)
+        return await self.asimilarity_search_with_score_by_vector(vector, k, filter=filter, **kwargs)
+
+    async def asimilarity_search_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[Document]:
+        scored = await self.asimilarity_search_with_score_by_vector(embedding, k, filter=filter, **kwargs)
+        return [doc for doc, _ in scored]
+
+    async def asimilarity_search_with_score_by_vector(
+        self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
+    ) -> list[tuple[Document, float]]:
+        hits = await self.lsh.aquery(np.asarray(embedding, np.float32), top_k=k, **_options(filter, kwargs))
         return [(_document(hit.text, hit.metadata), hit.score) for hit in hits]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
@@ -170,12 +210,37 @@ class LSHRSVectorStore(VectorStore):
     ) -> list[Document]:
         """The `fetch_k` nearest documents, then `k` of them picked for relevance and diversity."""
         query = np.asarray(embedding, dtype=np.float32)
-        hits = self.lsh.query(query, top_k=max(fetch_k, k), filter=_user_filter(filter), **_options(kwargs))
-        if not hits:
-            return []
-        vectors = self.lsh.get([hit.id for hit in hits], payload=False).vectors
-        chosen = maximal_marginal_relevance(query, vectors.tolist(), lambda_mult=lambda_mult, k=k)
-        return [_document(hits[i].text, hits[i].metadata) for i in chosen]
+        hits = self.lsh.query(query, top_k=max(fetch_k, k), **_options(filter, kwargs))
+        vectors = self.lsh.get([hit.id for hit in hits], payload=False).vectors if hits else None
+        return _diverse(query, hits, vectors, k, lambda_mult)
+
+    async def amax_marginal_relevance_search(
+        self,
+        query: str,
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        vector = await self._embedding.aembed_query(query)
+        return await self.amax_marginal_relevance_search_by_vector(
+            vector, k, fetch_k, lambda_mult, filter=filter, **kwargs
+        )
+
+    async def amax_marginal_relevance_search_by_vector(
+        self,
+        embedding: list[float],
+        k: int = 4,
+        fetch_k: int = 20,
+        lambda_mult: float = 0.5,
+        filter: Filter | None = None,
+        **kwargs: Any,
+    ) -> list[Document]:
+        query = np.asarray(embedding, dtype=np.float32)
+        hits = await self.lsh.aquery(query, top_k=max(fetch_k, k), **_options(filter, kwargs))
+        vectors = (await self.lsh.aget([hit.id for hit in hits], payload=False)).vectors if hits else None
+        return _diverse(query, hits, vectors, k, lambda_mult)
 
     @classmethod
     def from_texts(
@@ -193,6 +258,25 @@ class LSHRSVectorStore(VectorStore):
         return store
 
 
+@dataclass(frozen=True)
+class _Batch:
+    """Texts checked and paired with their string ids, integer keys and stored metadata."""
+
+    texts: list[str]
+    ids: list[str]
+    keys: NDArray[np.int64]
+    metadata: list[dict[str, Any]]
+
+    @classmethod
+    def of(cls, texts: Iterable[str], metadatas: list[dict] | None, ids: Sequence[str | None] | None) -> _Batch:
+        texts = list(texts)
+        doc_ids = _fill_ids(ids, len(texts))
+        if metadatas is not None and len(metadatas) != len(texts):
+            raise ValueError(f"metadatas: expected {len(texts)} entries, got {len(metadatas)}")
+        metadata = [keys.with_id(m, i) for m, i in zip(metadatas or [{}] * len(texts), doc_ids)]
+        return cls(texts, doc_ids, keys.keys_for(doc_ids) if texts else np.empty(0, np.int64), metadata)
+
+
 def _fill_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
     if ids is None:
         return [str(uuid.uuid4()) for _ in range(n)]
@@ -202,6 +286,37 @@ def _fill_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
     if bad is not None:
         raise TypeError(f"ids: expected str or None, got {type(bad).__name__} {bad!r}")
     return [i if i is not None else str(uuid.uuid4()) for i in ids]
+
+
+def _wanted(ids: Sequence[str] | None, verb: str) -> list[str]:
+    """Distinct ids, in order; None is refused: lshrs never empties a (possibly shared) store implicitly."""
+    if ids is None:
+        raise ValueError(f"{verb}: give the ids (lshrs never acts on a whole store implicitly)")
+    return list(dict.fromkeys(ids))
+
+
+def _present(wanted: list[str], rows: Rows | None) -> dict[str, int]:
+    """String id -> key for the ids stored under their own key (a key held by another id is left alone)."""
+    if rows is None:
+        return {}
+    held = {key: keys.split_metadata(meta)[0] for key, meta in zip(rows.ids.tolist(), rows.metadata or [])}
+    return {i: keys.key_for(i) for i in wanted if held.get(keys.key_for(i)) == i}
+
+
+def _owned_documents(wanted: list[str], rows: Rows | None) -> list[Document]:
+    if rows is None:
+        return []
+    owned = set(_present(wanted, rows).values())
+    pairs = zip(rows.ids.tolist(), rows.texts or [], rows.metadata or [])
+    return [_document(text, meta) for key, text, meta in pairs if key in owned]
+
+
+def _diverse(query: NDArray[np.float32], hits: list[Hit], vectors: Any, k: int, lambda_mult: float) -> list[Document]:
+    """MMR over the fetched hits and their stored vectors."""
+    if not hits:
+        return []
+    chosen = maximal_marginal_relevance(query, vectors.tolist(), lambda_mult=lambda_mult, k=k)
+    return [_document(hits[i].text, hits[i].metadata) for i in chosen]
 
 
 def _document(text: str | None, meta: dict[str, Any] | None) -> Document:
@@ -216,5 +331,6 @@ def _user_filter(filter: Filter | None) -> Filter | None:
     return lambda meta: bool(filter(keys.split_metadata(meta)[1]))
 
 
-def _options(kwargs: dict[str, Any]) -> dict[str, Any]:
-    return {k: kwargs[k] for k in _QUERY_OPTIONS if kwargs.get(k) is not None}
+def _options(filter: Filter | None, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """lshrs query arguments: the filter, and the lshrs options among LangChain's search kwargs."""
+    return {"filter": _user_filter(filter), **{k: kwargs[k] for k in _QUERY_OPTIONS if kwargs.get(k) is not None}}
