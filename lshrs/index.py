@@ -99,6 +99,7 @@ class LSHRS:
         self.exact_below = exact_below
         self.redis, self._owns_client = _connect(redis, redis_url, data_dir)
         self._async_redis = async_redis
+        self._pages: Pages | None = None
         if store is None:
             from lshrs.stores.sqlite import SQLiteStore
 
@@ -483,7 +484,9 @@ class LSHRS:
     def _targets(self) -> dict[str, Any]:
         """What the verbs' steps run against (see steps.py)."""
         self.buckets.bind_async(self._async_client)
-        return {"lsh": self, "buckets": self.buckets, "store": self.store, "pages": Pages(self.store)}
+        if self._pages is None or self._pages.store is not self.store:
+            self._pages = Pages(self.store)
+        return {"lsh": self, "buckets": self.buckets, "store": self.store, "pages": self._pages}
 
     def _async_client(self) -> Any:
         """A redis.asyncio client for the current event loop: the one given, or one like the sync client."""

@@ -8,6 +8,8 @@ and `LSHRS.aquery` share every line of it. Step targets: ``buckets``
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -121,7 +123,7 @@ def _exact(
     """Brute-force cosine over every stored row (small indexes), or every row that passes the filter."""
     best = ranking.Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
     after = None
-    while (rows := (yield call("pages", "page", after, lsh.batch_size))) is not None:
+    while (rows := (yield call("pages", "page", after, lsh.batch_size, predicate is not None))) is not None:
         after = int(rows.ids[-1])
         if predicate is not None:
             rows = filters.matching(rows, predicate)
@@ -155,15 +157,16 @@ class Pages:
 
     def __init__(self, store: Any) -> None:
         self.store = store
+        # A user's store may predate the payload flag of scan(): then it reads everything.
+        self._flag = "payload" in inspect.signature(store.scan).parameters
 
-    def page(self, after: int | None, limit: int) -> Rows | None:
+    def page(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
         """The first `limit` rows with ids above `after`, None past the end."""
-        return next(iter(self.store.scan(batch_size=limit, after=after)), None)
+        options = {"payload": payload} if self._flag else {}
+        return next(iter(self.store.scan(batch_size=limit, after=after, **options)), None)
 
-    async def apage(self, after: int | None, limit: int) -> Rows | None:
+    async def apage(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
         native = getattr(self.store, "apage", None)
         if native is not None:
-            return await native(after, limit)  # type: ignore[no-any-return]
-        import asyncio
-
-        return await asyncio.to_thread(self.page, after, limit)
+            return await native(after, limit, payload)  # type: ignore[no-any-return]
+        return await asyncio.to_thread(self.page, after, limit, payload)

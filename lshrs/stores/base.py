@@ -88,8 +88,11 @@ class Store(Protocol):
     def delete(self, ids: NDArray[np.int64]) -> int:
         """Remove rows; returns how many existed."""
 
-    def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
+    def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
         """All rows in ascending id order, batch by batch, starting past `after`.
+
+        With ``payload=False`` only ids and vectors are read (exact scans
+        that need no metadata); a store may ignore it and read everything.
 
         Ascending order is what makes `LSHRS.index()` resumable: the last id of
         a finished batch is the checkpoint.

@@ -89,10 +89,10 @@ class MemoryStore:
         self._reindex()
         return len(rows)
 
-    def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
+    def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
         start = 0 if after is None else int(np.searchsorted(self._index_ids, after, side="right"))
         for lo in range(start, len(self._index_ids), batch_size):
-            yield self.get(self._index_ids[lo : lo + batch_size])
+            yield self.get(self._index_ids[lo : lo + batch_size], payload=payload)
 
     def count(self) -> int:
         return len(self._index_ids)

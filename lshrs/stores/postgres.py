@@ -341,11 +341,11 @@ class PostgresStore:
             cur = await conn.execute(stmt, (np.unique(ids).tolist(),))
             return cur.rowcount
 
-    async def apage(self, after: int | None, limit: int) -> Rows | None:
+    async def apage(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
         """The first `limit` rows with ids above `after` (the async exact scan), None past the end."""
         where = sql.SQL("") if after is None else sql.SQL("WHERE {} > %s").format(self._col["id"])
         stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {} LIMIT %s").format(
-            self._columns(), self._table, where, self._col["id"]
+            self._columns(payload), self._table, where, self._col["id"]
         )
         params = (int(limit),) if after is None else (int(after), int(limit))
         conn, lock = await self._aconn()
@@ -353,7 +353,7 @@ class PostgresStore:
             cur = self._cursor(conn=conn)
             await cur.execute(stmt, params)
             fetched = await cur.fetchall()
-        return self._rows(fetched, True) if fetched else None
+        return self._rows(fetched, payload) if fetched else None
 
     async def _aconn(self) -> tuple[psycopg.AsyncConnection, asyncio.Lock]:
         """This event loop's async connection (and the lock that keeps its transactions apart)."""
@@ -372,16 +372,17 @@ class PostgresStore:
         if found is not None:
             await found[0].close()
 
-    def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
+    def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
         where = sql.SQL("") if after is None else sql.SQL("WHERE {} > %s").format(self._col["id"])
-        stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {}").format(self._columns(), self._table, where, self._col["id"])
+        columns = self._columns(payload)
+        stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {}").format(columns, self._table, where, self._col["id"])
         params = () if after is None else (int(after),)
         with self._lock, self._conn.transaction():
             cur = self._cursor("lshrs_scan")
             cur.itersize = batch_size
             cur.execute(stmt, params)
             while batch := cur.fetchmany(batch_size):
-                yield self._rows(batch, True)
+                yield self._rows(batch, payload)
             cur.close()
 
     def count(self) -> int:

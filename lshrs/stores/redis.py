@@ -96,14 +96,14 @@ class RedisStore:
         pipe.zrem(self._ids_key, *[_member(i) for i in ids_list])
         return int(sum(pipe.execute()[:-1]))
 
-    def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
+    def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
         low = b"-" if after is None else b"(" + _member(after)
         while True:
             members = self.client.zrangebylex(self._ids_key, low, b"+", start=0, num=batch_size)
             if not members:
                 return
             ids = np.array([int(m) - _OFFSET for m in members], np.int64)
-            yield self.get(ids)
+            yield self.get(ids, payload=payload)
             low = b"(" + members[-1]
 
     def count(self) -> int:

@@ -134,17 +134,17 @@ class SQLiteStore:
             )
         return cur.rowcount
 
-    def scan(self, *, batch_size: int = 10_000, after: int | None = None) -> Iterator[Rows]:
+    def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
         last = after
         while True:
             where = "" if last is None else f"WHERE {self._id} > ?"
             params = () if last is None else (last,)
-            sql = f"SELECT {self._columns(True)} FROM {self._t} {where} ORDER BY {self._id} LIMIT {int(batch_size)}"
+            sql = f"SELECT {self._columns(payload)} FROM {self._t} {where} ORDER BY {self._id} LIMIT {int(batch_size)}"
             with self._lock:
                 fetched = self._conn.execute(sql, params).fetchall()
             if not fetched:
                 return
-            rows = self._rows(fetched, True)
+            rows = self._rows(fetched, payload)
             last = int(rows.ids[-1])
             yield rows
 
