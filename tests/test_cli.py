@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -121,13 +122,9 @@ def test_interrupted_ingest_resumes_without_gaps_or_duplicates(target, redis_url
         text=True,
         env={**_clean_env(), **target},
     )
-    client = redis.Redis.from_url(redis_url)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None:
-        progress = [int(client.hget(k, "articles") or 0) for k in client.scan_iter(match=f"lshrs:{name}:job:*")]
-        if progress and progress[0] >= 1:
-            break
-        time.sleep(0.2)
+    while time.monotonic() < deadline and proc.poll() is None and stored_rows(target["LSHRS_SQLITE"], name) == 0:
+        time.sleep(0.1)  # interrupt right after the first batch is written
     assert proc.poll() is None, "the job ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -138,11 +135,20 @@ def test_interrupted_ingest_resumes_without_gaps_or_duplicates(target, redis_url
     assert f"6 articles, {len(expected)} passages" in resumed.stdout
     stats = json.loads(lshrs("stats", env=target).stdout)
     assert stats["count"] == stats["store_count"] == len(expected)
-    import sqlite3
-
     with sqlite3.connect(target["LSHRS_SQLITE"]) as conn:
         stored = [row[0] for row in conn.execute(f'SELECT id FROM "{name}" ORDER BY id')]
     assert stored == expected
+
+
+def stored_rows(path: str, table: str) -> int:
+    """Rows the ingest subprocess has written so far (0 while the file or table is missing or locked)."""
+    conn = sqlite3.connect(path, timeout=0.05)
+    try:
+        return int(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
 
 
 def test_demo_on_the_embedded_default(tmp_path):
