@@ -135,7 +135,37 @@ return out
 """
 
 
+# Writer locks, one hash ``lshrs:{name}:locks``: field = stripe of ids, value =
+# "token expiry_ms". KEYS[1] = the hash; ARGV = [token, ttl_ms, stripe...].
+# All-or-nothing: returns 1 when every stripe was free (or expired, or ours)
+# and is now held, else 0 and nothing changes. Redis TIME is the one clock.
+_LOCK = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+for i = 3, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held then
+    local owner, expiry = string.match(held, '^(%S+) (%d+)$')
+    if owner ~= ARGV[1] and tonumber(expiry) > now_ms then return 0 end
+  end
+end
+local value = ARGV[1] .. ' ' .. (now_ms + tonumber(ARGV[2]))
+for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], value) end
+return 1
+"""
+
+# Release the stripes this token holds. KEYS[1] = the hash; ARGV = [token, stripe...].
+_UNLOCK = """
+for i = 2, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held and string.match(held, '^(%S+) ') == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+"""
+
 _SCRIPTS = {
+    "lock": _LOCK,
+    "unlock": _UNLOCK,
     "create": _CREATE_META,
     "append": _APPEND,
     "remove": _REMOVE,
@@ -190,6 +220,7 @@ class Buckets:
         self.name = name
         self.prefix = f"lshrs:{name}:".encode()
         self.meta_key = self.prefix + b"meta"
+        self.lock_key = self.prefix + b"locks"
         self.layout = layout or Layout()
         self._cluster = hasattr(client, "get_nodes") and hasattr(client, "mget_nonatomic")
         self._scripts = {name: client.register_script(source) for name, source in _SCRIPTS.items()}
@@ -273,6 +304,23 @@ class Buckets:
         client, _ = self.async_client()
         return int(await client.hincrby(self.meta_key, "next_id", n))
 
+    # -- writer locks -----------------------------------------------------
+
+    def lock(self, stripes: list[int], token: str, ttl_ms: int) -> bool:
+        """Take every stripe for `token` (all or none); False when another live writer holds one."""
+        return bool(self._scripts["lock"](keys=[self.lock_key], args=[token, ttl_ms, *stripes]))
+
+    async def alock(self, stripes: list[int], token: str, ttl_ms: int) -> bool:
+        _, scripts = self.async_client()
+        return bool(await scripts["lock"](keys=[self.lock_key], args=[token, ttl_ms, *stripes]))
+
+    def unlock(self, stripes: list[int], token: str) -> None:
+        self._scripts["unlock"](keys=[self.lock_key], args=[token, *stripes])
+
+    async def aunlock(self, stripes: list[int], token: str) -> None:
+        _, scripts = self.async_client()
+        await scripts["unlock"](keys=[self.lock_key], args=[token, *stripes])
+
     def entry_count(self) -> int:
         """Bucket entries written minus removed (each indexed id has one per table)."""
         value = self.client.hget(self.meta_key, "entries")
@@ -297,12 +345,20 @@ class Buckets:
             codes: shape (n, tables), from the hasher.
         """
         n, tables = codes.shape
+        return self.group_entries(
+            np.tile(np.arange(tables, dtype=np.int64), n), codes.reshape(-1), np.repeat(ids, tables)
+        )
+
+    def group_entries(
+        self, table_idx: NDArray[np.int64], flat_codes: NDArray[np.int64], entry_ids: NDArray[np.int64]
+    ) -> BucketWrites:
+        """`group` for arbitrary (table, code, id) entries, e.g. the differences `repair()` fixes."""
         width = self.layout.id_bytes
-        table_idx = np.tile(np.arange(tables, dtype=np.int64), n)
-        flat_codes = codes.reshape(-1)
-        order = np.lexsort((np.repeat(ids, tables), flat_codes, table_idx))
+        order = np.lexsort((entry_ids, flat_codes, table_idx))
         t_sorted, c_sorted = table_idx[order], flat_codes[order]
-        packed = np.repeat(ids, tables)[order].astype(self._dtype).tobytes()
+        packed = entry_ids[order].astype(self._dtype).tobytes()
+        if not len(order):
+            return BucketWrites([], entries=0)
         starts = np.flatnonzero(np.r_[True, (t_sorted[1:] != t_sorted[:-1]) | (c_sorted[1:] != c_sorted[:-1])])
         bounds = np.r_[starts, len(order)] * width
         grp, field = self._split(c_sorted[starts])
@@ -319,7 +375,7 @@ class Buckets:
                 groups.append((keys, args))
             keys.append(b"%s:%d" % (hash_key, f))
             args += [b"%d" % f, packed[lo:hi]]
-        return BucketWrites(groups, entries=n * tables)
+        return BucketWrites(groups, entries=len(order))
 
     def apply(self, add: BucketWrites | None = None, remove: BucketWrites | None = None) -> int:
         """Remove then append entries in one pipeline; returns entries removed.

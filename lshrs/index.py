@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import redis as redis_lib
 from numpy.typing import NDArray
 
-from lshrs import embedded, filters, inputs, steps
+from lshrs import audit, embedded, filters, inputs, steps
 from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, server_layout
 from lshrs.embeddings import Embedder, make_embedder
 from lshrs.hashing import Hasher, make_planes
@@ -21,6 +22,7 @@ from lshrs.steps import Steps, call
 from lshrs.stores.base import Metadata, Rows, Store
 
 log = logging.getLogger("lshrs")
+T = TypeVar("T")
 
 # Defaults: README "Choosing parameters" gives the measurements behind them
 # (benchmarks/core.py, benchmarks/tune.py).
@@ -35,6 +37,15 @@ DEFAULT_BATCH_SIZE = 10_000
 DEFAULT_EXACT_BELOW = 2_000
 # Bucket entries pooled per write pipeline during index() (see _hashed_chunks).
 _FLUSH_ENTRIES = 1_500_000
+
+# Writers of the same ids take turns: ingest and delete hold a lock on the
+# stripes (id mod LOCK_STRIPES) of their batch while they read the old rows,
+# write the store and move the buckets; without it two upserts of one id can
+# leave the buckets of the loser's vector behind. A crashed writer's stripes
+# free themselves after LOCK_TTL_MS; a writer gives up after LOCK_WAIT_S.
+LOCK_STRIPES = 4096
+LOCK_TTL_MS = 60_000
+LOCK_WAIT_S = 120.0
 
 _HASH_PARAMS = ("dim", "num_tables", "num_bits", "seed", "id_bytes")
 # meta fields fixed at creation besides the parameters (kept across rebuilds)
@@ -242,16 +253,40 @@ class LSHRS:
             part = _slice(batch, lo, lo + self.batch_size)
             if ids is None:
                 part.ids = yield from self._new_ids(len(part))
-            old = yield call("store", "get", part.ids, payload=False)
-            yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
-            yield call(
-                "buckets",
-                "apply",
-                add=self.buckets.group(part.ids, hasher.codes(part.vectors)),
-                remove=self.buckets.group(old.ids, hasher.codes(old.vectors)) if len(old) else None,
-            )
+            yield from self._locked(part.ids, self._write_steps(part, hasher))
             written.append(part.ids)
         return np.concatenate(written)
+
+    def _write_steps(self, part: Rows, hasher: Hasher) -> Steps[None]:
+        """Store first, then buckets: the old rows' buckets are found by re-hashing their stored vectors."""
+        old = yield call("store", "get", part.ids, payload=False)
+        yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
+        yield call(
+            "buckets",
+            "apply",
+            add=self.buckets.group(part.ids, hasher.codes(part.vectors)),
+            remove=self.buckets.group(old.ids, hasher.codes(old.vectors)) if len(old) else None,
+        )
+
+    def _locked(self, ids: NDArray[np.int64], body: Steps[T]) -> Steps[T]:
+        """Run `body` holding the writer lock of every stripe of `ids` (see LOCK_STRIPES)."""
+        stripes = np.unique(ids % LOCK_STRIPES).tolist()
+        token = uuid.uuid4().hex
+        waited, pause = 0.0, 0.005
+        while not (yield call("buckets", "lock", stripes, token, LOCK_TTL_MS)):
+            if waited > LOCK_WAIT_S:
+                raise TimeoutError(f"index {self.name!r}: another writer held these ids for {waited:.0f} s")
+            yield call("clock", "sleep", pause)
+            waited, pause = waited + pause, min(pause * 2, 0.25)
+        try:
+            result = yield from body
+        except GeneratorExit:
+            raise  # the driver was interrupted and cannot run a step: the stripes expire after LOCK_TTL_MS
+        except BaseException:
+            yield call("buckets", "unlock", stripes, token)
+            raise
+        yield call("buckets", "unlock", stripes, token)
+        return result
 
     def _validate_batch(self, texts: list[str] | None, vectors: Any, ids: Any, metadata: Any) -> Rows:
         vecs = inputs.as_vectors(vectors, dim=self.dim)
@@ -311,9 +346,11 @@ class LSHRS:
         # each chunk's ids before appending, so rows that a crash or ingest()
         # already placed are not placed twice.
         careful = not fresh and meta.get("build") != b"fresh"
+        # A build that died mid-pipeline may have written buckets without
+        # counting them (the count rides at the end of each pipeline).
+        crashed = meta.get("build") in (b"fresh", b"running")
         first = True
-        if fresh:
-            self.buckets.set_meta(build="fresh")
+        self.buckets.set_meta(build="fresh" if fresh else "running")
         done = 0
         with _progress(self.show_progress, self.store, self.name) as bar:
             for ids, codes in self._hashed_chunks(self.store.scan(batch_size=self.batch_size, after=checkpoint), bar):
@@ -322,6 +359,8 @@ class LSHRS:
                 self.buckets.set_meta(indexed_through=int(ids[-1]))
                 first = False
                 done += len(ids)
+        if crashed:
+            self.buckets.set_meta(entries=int(self.buckets.bucket_sizes().sum()))
         self.buckets.set_meta(build="done")
         return done
 
@@ -378,10 +417,13 @@ class LSHRS:
         id_arr = self._ids(ids)
         if self.hasher is None:
             return 0
-        rows = yield call("store", "get", id_arr, payload=False)
+        return (yield from self._locked(id_arr, self._remove_steps(id_arr, self.hasher)))
+
+    def _remove_steps(self, ids: NDArray[np.int64], hasher: Hasher) -> Steps[int]:
+        rows = yield call("store", "get", ids, payload=False)
         if not len(rows):
             return 0
-        yield call("buckets", "apply", remove=self.buckets.group(rows.ids, self.hasher.codes(rows.vectors)))
+        yield call("buckets", "apply", remove=self.buckets.group(rows.ids, hasher.codes(rows.vectors)))
         return int((yield call("store", "delete", rows.ids)))
 
     def clear(self) -> int:
@@ -486,7 +528,7 @@ class LSHRS:
         self.buckets.bind_async(self._async_client)
         if self._pages is None or self._pages.store is not self.store:
             self._pages = Pages(self.store)
-        return {"lsh": self, "buckets": self.buckets, "store": self.store, "pages": self._pages}
+        return {"lsh": self, "buckets": self.buckets, "store": self.store, "pages": self._pages, "clock": steps.Clock}
 
     def _async_client(self) -> Any:
         """A redis.asyncio client for the current event loop: the one given, or one like the sync client."""
@@ -528,6 +570,45 @@ class LSHRS:
             after = int(rows.ids[-1])
             found.append(filters.matching(rows, predicate).ids)
         return np.concatenate(found)
+
+    # -- consistency -------------------------------------------------------
+
+    def verify(self) -> dict[str, Any]:
+        """Compare the buckets with a fresh re-hash of the store (read-only).
+
+        Returns a report: ``ok``, store rows, expected / found / missing /
+        stale / repeated bucket entries, the entry counter, and a sample of the
+        ids concerned. Writers running meanwhile show up as transient drift.
+        """
+        if self.hasher is None and not self._attach():
+            return {"ok": self.store.count() == 0, "store_rows": self.store.count(), "reason": "no index"}
+        return audit.report(self, audit.measure(self))
+
+    def repair(self) -> dict[str, Any]:
+        """Make the buckets match the store; returns the `verify` report from before the repair.
+
+        Holds every writer lock while it runs, so concurrent ingest() and
+        delete() calls wait (and time out after LOCK_WAIT_S).
+        """
+        if self.hasher is None and not self._attach():
+            return self.verify()
+        everything = np.arange(LOCK_STRIPES, dtype=np.int64)
+        return steps.run(self._locked(everything, self._repair_steps()), self._targets())
+
+    def _repair_steps(self) -> Steps[dict[str, Any]]:
+        drift = yield call("lsh", "_measure")
+        if not drift.missing.size and not drift.stale.size and not drift.repeated.size:
+            yield call("buckets", "set_meta", entries=len(drift.expected))
+            return audit.report(self, drift)
+        before = audit.report(self, drift)
+        yield call("lsh", "_fix", drift)
+        return before
+
+    def _measure(self) -> audit.Drift:
+        return audit.measure(self)
+
+    def _fix(self, drift: audit.Drift) -> None:
+        audit.fix(self, drift)
 
     # -- introspection -----------------------------------------------------
 

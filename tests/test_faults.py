@@ -1,0 +1,187 @@
+"""Faults injected against real servers: drift, concurrent writers, Redis killed mid-build, Postgres down.
+
+The yardstick everywhere is `verify()`: the buckets must equal a fresh
+re-hash of the store, with no id missing, stale or repeated.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import psycopg
+import pytest
+import redis
+from conftest import clustered
+from servers import Postgres, debian_pg_bindir, free_port, wait_until
+
+from lshrs import LSHRS, MemoryStore, PostgresStore, SQLiteStore
+
+
+def test_verify_reports_and_repair_fixes_every_kind_of_drift(make_index, tmp_path, name):
+    store = SQLiteStore(tmp_path / "docs.sqlite3", table=name)
+    lsh = make_index(store=store, batch_size=100)
+    vectors = clustered(500, dim=16)
+    lsh.ingest(vectors=vectors, ids=np.arange(500))
+    healthy = lsh.verify()
+    assert healthy["ok"] and healthy["store_rows"] == 500 and healthy["missing_entries"] == 0
+    tables = lsh.params["num_tables"]
+
+    store.delete(np.array([1, 2]))  # rows gone behind lshrs' back: their entries are stale
+    store.put(np.array([900]), vectors[:1] * -1)  # a row lshrs never indexed: entries missing
+    store.put(np.array([7]), vectors[8:9])  # a vector changed in place: 12 stale + 12 missing (or fewer)
+    lsh.index(np.array([10, 11]), vectors[[10, 11]])  # indexed twice: repeated entries
+    report = lsh.verify()
+    assert not report["ok"]
+    assert report["stale_entries"] >= 2 * tables and {1, 2} <= set(report["stale_ids"])
+    assert report["missing_entries"] >= tables and 900 in report["missing_ids"]
+    assert report["repeated_entries"] == 2 * tables and report["repeated_ids"] == [10, 11]
+
+    before = lsh.repair()
+    assert before == report
+    after = lsh.verify()
+    assert after["ok"] and after["found_entries"] == after["expected_entries"] == 499 * tables
+    assert lsh.count() == store.count() == 499
+    assert lsh.query(vectors[8], top_k=2)[0].id in (7, 8)  # the changed row is findable under its new vector
+    assert lsh.query(vectors[0] * -1, top_k=1)[0].id == 900
+
+
+# -- several writers at once -------------------------------------------------------------
+
+
+def _writer(redis_url: str, dsn: str, name: str, seed: int, rounds: int) -> None:
+    """Random ingests, upserts and deletes over ids that the other writers also touch."""
+    lsh = LSHRS(name=name, redis_url=redis_url, store=PostgresStore(dsn, table=name))
+    rng = np.random.default_rng(seed)
+    for _ in range(rounds):
+        ids = np.unique(rng.integers(0, 60, rng.integers(1, 12)))
+        if rng.random() < 0.3:
+            lsh.delete(ids)
+        else:
+            lsh.ingest(vectors=rng.standard_normal((len(ids), 16)).astype(np.float32), ids=ids)
+    lsh.close()
+
+
+def test_concurrent_writers_leave_buckets_equal_to_the_store(redis_url, postgres_dsn, name):
+    LSHRS(name=name, redis_url=redis_url, store=PostgresStore(postgres_dsn, table=name), dim=16).close()
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_writer, args=(redis_url, postgres_dsn, name, seed, 40)) for seed in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(300)
+    assert [p.exitcode for p in procs] == [0, 0, 0, 0]
+    lsh = LSHRS(name=name, redis_url=redis_url, store=PostgresStore(postgres_dsn, table=name))
+    report = lsh.verify()
+    assert report["ok"], report
+    assert lsh.count() == lsh.store.count() > 0
+    lsh.clear()
+
+
+# -- Redis killed in the middle of index() -----------------------------------------------
+
+
+class PersistentRedis:
+    """A redis-server with an fsync-always append-only file, which can be killed and restarted on its data."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="lshrs-aof-")
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir, "--save", ""]
+        args += ["--appendonly", "yes", "--appendfsync", "always"]
+        binary = shutil.which("redis-server") or "redis-server"
+        self.proc = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL)
+        wait_until(lambda: redis.Redis.from_url(self.url).ping())
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def test_redis_killed_mid_index_then_rerun_indexes_every_row_once(monkeypatch):
+    import lshrs.index
+
+    # write the buckets every 200 rows, so that the kill lands in the middle of the build
+    monkeypatch.setattr(lshrs.index, "_FLUSH_ENTRIES", 12 * 200)
+    server = PersistentRedis()
+    store = MemoryStore()
+    vectors = clustered(6000, dim=32)
+    store.put(np.arange(6000), vectors)
+    try:
+        lsh = LSHRS(name="killed", redis_url=server.url, store=store, batch_size=200)
+        failure: list[BaseException] = []
+        build = threading.Thread(target=lambda: _capture(failure, lsh.index))
+        build.start()
+        client = redis.Redis.from_url(server.url)
+        wait_until(lambda: int(client.hget("lshrs:killed:meta", "indexed_through") or 0) > 1000, timeout=60)
+        server.kill()
+        build.join(60)
+        assert failure and isinstance(failure[0], redis.ConnectionError)
+
+        server.start()
+        lsh = LSHRS(name="killed", redis_url=server.url, store=store, batch_size=200)
+        assert 0 < lsh.count() < 6000  # what the killed build had written survived in the AOF
+        lsh.index()
+        report = lsh.verify()
+        assert report["ok"] and report["repeated_entries"] == 0, report
+        assert lsh.count() == 6000
+    finally:
+        server.stop()
+
+
+def _capture(failure: list[BaseException], fn) -> None:
+    try:
+        fn()
+    except BaseException as exc:  # the thread's exception, for the test to inspect
+        failure.append(exc)
+
+
+# -- Postgres unreachable ------------------------------------------------------------------
+
+
+def test_postgres_down_gives_a_clear_error_and_no_bucket_entries(redis_url, name):
+    pg = Postgres(debian_pg_bindir())
+    pg.start()
+    try:
+        lsh = LSHRS(name=name, redis_url=redis_url, store=PostgresStore(pg.dsn, table=name))
+        lsh.ingest(vectors=clustered(50, dim=8), ids=np.arange(50))
+        _pg_ctl(pg, "-m", "immediate", "stop")
+        with pytest.raises(psycopg.OperationalError):
+            lsh.ingest(vectors=clustered(5, dim=8, seed=3), ids=np.arange(100, 105))
+        with pytest.raises(psycopg.OperationalError):
+            lsh.query(np.ones(8), top_k=3)
+        indexed = {int(i) for _, _, ids in lsh.buckets.members() for i in ids}
+        assert indexed == set(range(50))  # nothing for rows that never reached the store
+        assert lsh.count() == 50
+
+        _pg_ctl(pg, "-w", "-o", f"-p {pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={pg.root}",
+                "-l", str(Path(pg.root) / "log"), "start")  # fmt: skip
+        again = LSHRS(name=name, redis_url=redis_url, store=PostgresStore(pg.dsn, table=name))
+        assert again.verify()["ok"]
+        again.ingest(vectors=clustered(5, dim=8, seed=3), ids=np.arange(100, 105))
+        assert again.count() == again.store.count() == 55
+        again.clear()
+    finally:
+        pg.stop()
+
+
+def _pg_ctl(pg: Postgres, *args: str) -> None:
+    prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    subprocess.run([*prefix, str(pg.bindir / "pg_ctl"), "-D", str(pg.data), *args], check=True, capture_output=True)
