@@ -265,6 +265,18 @@ def clear(target: Target, yes: bool) -> None:
     click.echo(f"removed {removed} keys of {target.name!r}")
 
 
+@cli.command()
+@target_options()
+@click.option("--repair", "fix", is_flag=True, help="Also make the buckets match the store.")
+def verify(target: Target, fix: bool) -> None:
+    """Compare the buckets with a fresh re-hash of the store (JSON report); exit 1 on drift unless --repair."""
+    with target.open() as lsh:
+        report = lsh.repair() if fix else lsh.verify()
+    click.echo(json.dumps(report, indent=2))
+    if not report["ok"] and not fix:
+        raise click.exceptions.Exit(EXIT_INPUT)
+
+
 def _format_hit(hit: Hit) -> str:
     meta = hit.metadata or {}
     title = f"{meta['title']}: " if "title" in meta else ""

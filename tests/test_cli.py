@@ -55,7 +55,7 @@ def target(redis_url: str, name: str, tmp_path: Path) -> dict[str, str]:
 def test_help_lists_the_commands():
     result = lshrs("--help")
     assert result.returncode == 0
-    for command in ("demo", "ingest", "query", "stats", "delete", "clear", "index"):
+    for command in ("demo", "ingest", "query", "stats", "delete", "clear", "index", "verify"):
         assert f"  {command} " in result.stdout
     assert "130  interrupted" in result.stdout  # the exit codes are documented for scripts
     sub = lshrs("ingest", "wikipedia", "--help")
@@ -106,6 +106,9 @@ def test_ingest_query_stats_delete_clear(target, redis_url, name):
     deleted = lshrs("delete", *gone, env=target)
     assert deleted.returncode == 0 and "deleted 1 of 2" in deleted.stdout
     assert json.loads(lshrs("stats", env=target).stdout)["count"] == len(expected) - 1
+
+    healthy = lshrs("verify", env=target)
+    assert healthy.returncode == 0 and json.loads(healthy.stdout)["ok"] is True
 
     cleared = lshrs("clear", "--yes", env=target)
     assert cleared.returncode == 0 and "removed" in cleared.stdout
