@@ -176,6 +176,19 @@ _SCRIPTS = {
 Call = tuple[str, list[Any], list[Any]]
 
 
+def _cluster_eval(pipe: Any, name: str, keys: list[Any], args: list[Any], **options: Any) -> None:
+    """Queue a script on a Redis Cluster pipeline as EVAL, which carries the script's body.
+
+    redis-py refuses EVALSHA in cluster pipelines (redis/redis-py#2914), and
+    EVALSHA fails with NOSCRIPT on a shard that has not seen the script yet;
+    a pipeline that retried only its failed calls could then run a bucket's
+    remove after its append. EVAL cannot fail that way, and the server still
+    caches the compiled script by its SHA, so the cost is the body's bytes
+    (a few hundred) per bucket group. Every key of a call shares one hash tag.
+    """
+    pipe.execute_command("EVAL", _SCRIPTS[name], len(keys), *keys, *args, **options)
+
+
 @dataclass(frozen=True)
 class BucketWrites:
     """Per bucket group, the script keys and the (field, packed ids) arguments."""
@@ -237,7 +250,11 @@ class Buckets:
     def _run(self, calls: list[Call]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for name, keys, args in calls:
-            if name in self._scripts:
+            if self._cluster and name in _SCRIPTS:
+                # Naming the node spares redis-py's sync cluster pipeline a
+                # COMMAND GETKEYS round trip per EVAL (redis-py 8.1).
+                _cluster_eval(pipe, name, keys, args, target_nodes=self.client.get_node_from_key(keys[0]))
+            elif name in self._scripts:
                 self._scripts[name](keys=keys, args=args, client=pipe)
             else:
                 getattr(pipe, name)(*keys, *args)
@@ -247,7 +264,9 @@ class Buckets:
         client, scripts = self.async_client()
         pipe = client.pipeline(transaction=False)
         for name, keys, args in calls:
-            if name in scripts:
+            if self._cluster and name in _SCRIPTS:
+                _cluster_eval(pipe, name, keys, args)
+            elif name in scripts:
                 await scripts[name](keys=keys, args=args, client=pipe)
             else:
                 getattr(pipe, name)(*keys, *args)

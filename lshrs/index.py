@@ -666,13 +666,38 @@ class LSHRS:
         return f"LSHRS(name={self.name!r}, params={self.params}, store={type(self.store).__name__})"
 
 
+_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
+
+
 def _connect(client: Any, url: str | None, data_dir: str | Path) -> tuple[Any, bool]:
+    """The redis-py client to use, and whether this object made it (and so closes it).
+
+    A URL names a Redis Cluster either by scheme (``redis+cluster://host:port``,
+    ``rediss+cluster://`` for TLS) or, for a plain ``redis://``/``rediss://``
+    URL, by the node it names answering ``cluster_enabled:1`` to one
+    ``INFO cluster`` call; either way any node serves as the seed and the
+    result is a ``RedisCluster``. Any other URL gives a plain ``Redis``.
+    """
     if client is not None:
         return client, False
     url = url or os.environ.get("REDIS_URL")
-    if url:
-        return redis_lib.Redis.from_url(url), True
-    return embedded.connect(data_dir), True
+    if not url:
+        return embedded.connect(data_dir), True
+    scheme, _, rest = url.partition("://")
+    if scheme.lower() in _CLUSTER_SCHEMES:
+        return redis_lib.RedisCluster.from_url(f"{_CLUSTER_SCHEMES[scheme.lower()]}://{rest}"), True
+    single = redis_lib.Redis.from_url(url)
+    if scheme.lower() in ("redis", "rediss") and _cluster_enabled(single):
+        single.close()
+        return redis_lib.RedisCluster.from_url(url), True
+    return single, True
+
+
+def _cluster_enabled(client: redis_lib.Redis) -> bool:
+    try:
+        return bool(client.info("cluster").get("cluster_enabled"))
+    except redis_lib.ResponseError:  # INFO renamed or refused by ACL: redis+cluster:// still says it
+        return False
 
 
 _TWIN_OPTIONS = ("host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",

@@ -5,6 +5,8 @@ Tests share them and stay apart by using a unique index name / table per test.
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from collections.abc import Iterator
 
@@ -12,7 +14,7 @@ import numpy as np
 import psycopg
 import pytest
 import redis
-from servers import Postgres, RedisServer, debian_pg_bindir, pgserver_bindir
+from servers import Postgres, RedisClusterServer, RedisServer, debian_pg_bindir, pgserver_bindir
 
 from lshrs import LSHRS, MemoryStore
 
@@ -27,6 +29,33 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture
 def redis_client(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterServer]:
+    """A real 3-master Redis Cluster for the session.
+
+    LSHRS_CLUSTER_SERVER=/path/to/valkey-server runs the same tests on a Valkey cluster.
+    """
+    missing = [binary for binary in ("redis-server", "redis-cli") if shutil.which(binary) is None]
+    if missing:
+        pytest.skip(f"a Redis Cluster needs {' and '.join(missing)} on PATH (apt-get install redis-server)")
+    cluster = RedisClusterServer(masters=3, server=os.environ.get("LSHRS_CLUSTER_SERVER"))
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_url(redis_cluster: RedisClusterServer) -> str:
+    """The URL of one node of the cluster (the seed: a client discovers the rest)."""
+    return redis_cluster.url
+
+
+@pytest.fixture
+def cluster_client(redis_cluster_url: str) -> Iterator[redis.RedisCluster]:
+    client = redis.RedisCluster.from_url(redis_cluster_url)
     yield client
     client.close()
 

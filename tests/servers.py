@@ -23,6 +23,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port, port + 10000 (fixed before Redis 7), is free and valid too."""
+    while True:
+        port = free_port()
+        if port + 10000 <= 65535 and _bindable(port + 10000):
+            return port
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def wait_until(check, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -105,3 +122,86 @@ def pgserver_bindir() -> Path:
     import pgserver  # type: ignore[import-untyped]
 
     return Path(pgserver.__file__).parent / "pginstall" / "bin"
+
+
+class RedisClusterServer:
+    """A throwaway Redis Cluster: `masters` redis-server processes, no replicas, no persistence.
+
+    Built the way an operator builds one (``redis-cli --cluster create``), so
+    slot assignment and MOVED redirects are the real thing.
+    """
+
+    def __init__(self, masters: int = 3, server: str | None = None) -> None:
+        """`server`: a redis-server (or valkey-server) binary; default the one on PATH."""
+        server, cli = server or shutil.which("redis-server"), shutil.which("redis-cli")
+        if server is None or cli is None:
+            raise RuntimeError("no redis-server/redis-cli binaries: apt-get install redis-server")
+        self.cli = cli
+        self.ports = [free_cluster_port() for _ in range(masters)]
+        self.workdir = tempfile.mkdtemp(prefix="lshrs-cluster-")
+        self.procs: list[subprocess.Popen] = []
+        try:
+            for port in self.ports:
+                self.procs.append(self._start_node(server, port))
+            for port in self.ports:
+                wait_until(lambda port=port: self._ping(port))
+            nodes = [f"127.0.0.1:{port}" for port in self.ports]
+            subprocess.run(
+                [cli, "--cluster", "create", *nodes, "--cluster-replicas", "0", "--cluster-yes"],
+                check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60,
+            )  # fmt: skip
+            wait_until(self._healthy, timeout=60)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_node(self, binary: str, port: int) -> subprocess.Popen:
+        node_dir = Path(self.workdir) / str(port)
+        node_dir.mkdir()
+        args = ["--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--dir", str(node_dir)]  # fmt: skip
+        return subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL)
+
+    @staticmethod
+    def _node(port: int) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=port)
+
+    def _node_id(self, port: int) -> str:
+        with self._node(port) as node:
+            node_id = node.cluster("myid")
+        return node_id.decode() if isinstance(node_id, bytes) else str(node_id)
+
+    def _ping(self, port: int) -> bool:
+        with self._node(port) as node:
+            return bool(node.ping())
+
+    def _healthy(self) -> bool:
+        """Every node says cluster_state:ok and knows every master (the gossip has converged)."""
+        for port in self.ports:
+            with self._node(port) as node:
+                info = node.cluster("info")
+                if info.get("cluster_state") != "ok" or int(info.get("cluster_known_nodes", 0)) < len(self.ports):
+                    return False
+        return True
+
+    def move_slots(self, count: int, source: int, target: int) -> None:
+        """Reshard: move `count` slots, keys included, from the node on port `source` to the one on `target`."""
+        ids = {port: self._node_id(port) for port in (source, target)}
+        subprocess.run(
+            [self.cli, "--cluster", "reshard", f"127.0.0.1:{source}", "--cluster-from", ids[source],
+             "--cluster-to", ids[target], "--cluster-slots", str(count), "--cluster-yes"],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120,
+        )  # fmt: skip
+        wait_until(self._healthy, timeout=60)
+
+    @property
+    def url(self) -> str:
+        """One seed node; a cluster client discovers the rest."""
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.terminate()
+        for proc in self.procs:
+            proc.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
