@@ -29,6 +29,7 @@ APPENDed, because APPEND over-allocates up to twice the string's size.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import weakref
 from collections.abc import Callable, Iterator, Mapping
@@ -37,6 +38,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from redis.exceptions import NoScriptError
 
 log = logging.getLogger("lshrs")
 
@@ -176,17 +178,28 @@ _SCRIPTS = {
 Call = tuple[str, list[Any], list[Any]]
 
 
-def _cluster_eval(pipe: Any, name: str, keys: list[Any], args: list[Any], **options: Any) -> None:
-    """Queue a script on a Redis Cluster pipeline as EVAL, which carries the script's body.
+_SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in _SCRIPTS.items()}
+_READS = frozenset({"read_many", "read_group"})
 
-    redis-py refuses EVALSHA in cluster pipelines (redis/redis-py#2914), and
-    EVALSHA fails with NOSCRIPT on a shard that has not seen the script yet;
-    a pipeline that retried only its failed calls could then run a bucket's
-    remove after its append. EVAL cannot fail that way, and the server still
-    caches the compiled script by its SHA, so the cost is the body's bytes
-    (a few hundred) per bucket group. Every key of a call shares one hash tag.
+
+def _queue(pipe: Any, name: str, keys: list[Any], args: list[Any], by_sha: bool, **options: Any) -> None:
+    """Queue one call, bypassing redis-py's script registry.
+
+    A pipeline holding registered scripts first sends SCRIPT EXISTS, a
+    second round trip on every query. Instead, writes go as EVAL with the
+    script's body: EVAL cannot fail with NOSCRIPT part way through a pipeline,
+    which could run a bucket's remove after its append, and redis-py refuses
+    EVALSHA in cluster pipelines anyway (redis/redis-py#2914). The server
+    caches the compiled body by its SHA, so the cost is a few hundred bytes
+    per bucket group. Reads on a standalone server go by SHA (`by_sha`); they
+    are idempotent, so a NOSCRIPT (a restarted server) reloads and retries.
     """
-    pipe.execute_command("EVAL", _SCRIPTS[name], len(keys), *keys, *args, **options)
+    if name not in _SCRIPTS:
+        getattr(pipe, name)(*keys, *args)
+    elif by_sha:
+        pipe.execute_command("EVALSHA", _SHAS[name], len(keys), *keys, *args)
+    else:
+        pipe.execute_command("EVAL", _SCRIPTS[name], len(keys), *keys, *args, **options)
 
 
 @dataclass(frozen=True)
@@ -248,28 +261,37 @@ class Buckets:
         self._async_factory = factory
 
     def _run(self, calls: list[Call]) -> list[Any]:
+        try:
+            return self._run_once(calls)
+        except NoScriptError:  # only reads go by SHA: load them and read again
+            for name in _READS:
+                self.client.script_load(_SCRIPTS[name])
+            return self._run_once(calls)
+
+    def _run_once(self, calls: list[Call]) -> list[Any]:
         pipe = self.client.pipeline(transaction=False)
         for name, keys, args in calls:
-            if self._cluster and name in _SCRIPTS:
-                # Naming the node spares redis-py's sync cluster pipeline a
-                # COMMAND GETKEYS round trip per EVAL (redis-py 8.1).
-                _cluster_eval(pipe, name, keys, args, target_nodes=self.client.get_node_from_key(keys[0]))
-            elif name in self._scripts:
-                self._scripts[name](keys=keys, args=args, client=pipe)
-            else:
-                getattr(pipe, name)(*keys, *args)
+            by_sha = name in _READS and not self._cluster
+            # Naming the node spares redis-py's sync cluster pipeline a
+            # COMMAND GETKEYS round trip per EVAL (redis-py 8.1).
+            route = {"target_nodes": self.client.get_node_from_key(keys[0])} if self._cluster and keys else {}
+            _queue(pipe, name, keys, args, by_sha, **route)
         return list(pipe.execute())
 
     async def _arun(self, calls: list[Call]) -> list[Any]:
-        client, scripts = self.async_client()
+        try:
+            return await self._arun_once(calls)
+        except NoScriptError:
+            client, _ = self.async_client()
+            for name in _READS:
+                await client.script_load(_SCRIPTS[name])
+            return await self._arun_once(calls)
+
+    async def _arun_once(self, calls: list[Call]) -> list[Any]:
+        client, _ = self.async_client()
         pipe = client.pipeline(transaction=False)
         for name, keys, args in calls:
-            if self._cluster and name in _SCRIPTS:
-                _cluster_eval(pipe, name, keys, args)
-            elif name in scripts:
-                await scripts[name](keys=keys, args=args, client=pipe)
-            else:
-                getattr(pipe, name)(*keys, *args)
+            _queue(pipe, name, keys, args, name in _READS and not self._cluster)
         return list(await pipe.execute())
 
     def async_client(self) -> tuple[Any, dict[str, Any]]:

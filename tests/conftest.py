@@ -8,12 +8,15 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
 import psycopg
 import pytest
 import redis
+import redis.asyncio.connection
+import redis.connection
 from servers import Postgres, RedisClusterServer, RedisServer, debian_pg_bindir, pgserver_bindir
 
 from lshrs import LSHRS, MemoryStore
@@ -113,3 +116,29 @@ def exact_top_k(queries: np.ndarray, vectors: np.ndarray, k: int) -> np.ndarray:
     qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     vn = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     return np.argsort(-(qn @ vn.T), axis=1)[:, :k]
+
+
+@pytest.fixture
+def sends(monkeypatch) -> Counter:
+    """Socket writes per server ("host:port"), counted inside redis-py, sync and asyncio, during the test.
+
+    redis-py writes a whole pipeline (each node's share of a cluster
+    pipeline) in one send_packed_command call and then reads every reply, and
+    a single command is one call too: so calls are round trips. Redis itself
+    keeps no count of them. The wrapper counts and delegates; the server is real.
+    """
+    counter: Counter = Counter()
+    sync_send = redis.connection.Connection.send_packed_command
+    async_send = redis.asyncio.connection.Connection.send_packed_command
+
+    def send(self, command, check_health=True):
+        counter[f"{self.host}:{self.port}"] += 1
+        return sync_send(self, command, check_health)
+
+    async def asend(self, command, check_health=True):
+        counter[f"{self.host}:{self.port}"] += 1
+        return await async_send(self, command, check_health)
+
+    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", send)
+    monkeypatch.setattr(redis.asyncio.connection.Connection, "send_packed_command", asend)
+    return counter

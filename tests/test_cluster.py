@@ -7,7 +7,6 @@ thing. Tests share it and stay apart by index name.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,32 +200,6 @@ def test_buckets_spread_over_the_shards(make_cluster_index, cluster_client, name
 
 
 # -- round trips -------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sends(monkeypatch) -> Counter:
-    """Socket writes per server ("host:port"), counted inside redis-py, sync and asyncio, during the test.
-
-    redis-py writes a whole pipeline (each node's share of a cluster
-    pipeline) in one send_packed_command call and then reads every reply, and
-    a single command is one call too: so calls are round trips. Redis itself
-    keeps no count of them. The wrapper counts and delegates; the server is real.
-    """
-    counter: Counter = Counter()
-    sync_send = redis.connection.Connection.send_packed_command
-    async_send = redis.asyncio.connection.Connection.send_packed_command
-
-    def send(self, command, check_health=True):
-        counter[f"{self.host}:{self.port}"] += 1
-        return sync_send(self, command, check_health)
-
-    async def asend(self, command, check_health=True):
-        counter[f"{self.host}:{self.port}"] += 1
-        return await async_send(self, command, check_health)
-
-    monkeypatch.setattr(redis.connection.Connection, "send_packed_command", send)
-    monkeypatch.setattr(redis.asyncio.connection.Connection, "send_packed_command", asend)
-    return counter
 
 
 def eval_calls(cluster_client: RedisCluster) -> dict[str, int]:

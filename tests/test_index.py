@@ -250,3 +250,21 @@ def test_buckets_cross_between_hash_fields_and_strings(make_index, redis_client,
     lsh.delete(np.array([int(i) for i in lsh.store.scan(batch_size=10_000).__next__().ids]))
     assert stored_buckets(lsh) == {} and lsh.count() == 0
     assert not list(redis_client.scan_iter(match=f"lshrs:{name}:b:*"))
+
+
+async def test_a_query_is_one_round_trip_and_survives_a_script_flush(make_index, redis_client, sends):
+    """The bucket read (with the index size) is one pipelined trip, sync and async: no SCRIPT EXISTS first."""
+    lsh = make_index(exact_below=10)
+    lsh.ingest(vectors=clustered(500, dim=16), ids=np.arange(500))
+    expected = lsh.query(np.ones(16), top_k=5)
+    await lsh.aquery(np.ones(16), top_k=5)  # opens the async connection
+    for run in (lambda: lsh.query(np.ones(16), top_k=5), lambda: lsh.aquery(np.ones(16), top_k=5)):
+        sends.clear()
+        hits = run()
+        hits = await hits if not isinstance(hits, list) else hits
+        assert hits == expected and sum(sends.values()) == 1
+    redis_client.script_flush()  # as after a server restart: the read script is gone
+    assert lsh.query(np.ones(16), top_k=5) == expected
+    redis_client.script_flush()
+    assert await lsh.aquery(np.ones(16), top_k=5) == expected
+    await lsh.aclose()
