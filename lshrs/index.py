@@ -625,7 +625,7 @@ class LSHRS:
         """
         sizes = self.buckets.bucket_sizes()
         pct = np.percentile(sizes, [50, 90, 99]).tolist() if len(sizes) else [0, 0, 0]
-        memory = self.redis.info("memory")
+        memory = _used_memory(self.redis)
         return {
             "name": self.name,
             "count": self.count(),
@@ -641,7 +641,7 @@ class LSHRS:
                 "max": int(sizes.max()) if len(sizes) else 0,
             },
             "bucket_payload_bytes": int(sizes.sum()) * self.params.get("id_bytes", DEFAULT_ID_BYTES),
-            "redis_used_memory": int(memory.get("used_memory", 0)) if isinstance(memory, dict) else None,
+            "redis_used_memory": memory,
         }
 
     def close(self) -> None:
@@ -704,13 +704,24 @@ _TWIN_OPTIONS = ("host", "port", "db", "username", "password", "socket_timeout",
                  "client_name", "credential_provider")  # fmt: skip
 
 
+def _used_memory(client: Any) -> int:
+    """Redis' used_memory, summed over the primaries of a cluster."""
+    if hasattr(client, "get_primaries"):
+        per_node = client.info("memory", target_nodes=client.PRIMARIES)
+        return sum(int(info.get("used_memory", 0)) for info in per_node.values())
+    return int(client.info("memory").get("used_memory", 0))
+
+
 def async_twin(client: Any) -> Any:
     """A redis.asyncio client for the server (or cluster) a redis-py client talks to."""
     import redis.asyncio as aredis
 
     if hasattr(client, "get_default_node"):  # RedisCluster: start from the same seed node
         node = client.get_default_node()
-        options = {k: v for k, v in client.get_connection_kwargs().items() if k in ("username", "password")}
+        kwargs = client.get_connection_kwargs()
+        options = {k: v for k, v in kwargs.items() if k in ("username", "password") or k.startswith("ssl_")}
+        if "SSL" in getattr(kwargs.get("connection_class"), "__name__", ""):
+            options["ssl"] = True
         return aredis.RedisCluster(host=node.host, port=node.port, **options)
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
