@@ -4,16 +4,20 @@ Every verb validates its entire batch before its first write, so bad input
 raises and changes nothing:
 
 - TypeError: wrong kind of value (float or string ids, text that is not str,
-  metadata that is not a dict, a vector of strings).
+  metadata that is not a dict or holds values JSON cannot encode (sets,
+  bytes, objects), a vector of strings).
 - ValueError: right kind, bad value: wrong shape or dimension, NaN/inf,
   all-zero vectors, duplicate ids in one batch, ids outside the index's id
-  width, mismatched lengths, empty batches, top_k < 1, top_p outside (0, 1].
+  width, mismatched lengths, empty batches, top_k < 1, top_p outside (0, 1],
+  texts or metadata with lone surrogates (no UTF-8 store can keep them),
+  NaN/inf or circular references in metadata (not JSON).
 
 Messages name the argument and show what was expected and what came.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
 from collections.abc import Sequence
@@ -101,7 +105,21 @@ def as_texts(texts: Any, *, name: str = "texts") -> list[str]:
     bad = next((t for t in texts if not isinstance(t, str)), None)
     if bad is not None:
         raise TypeError(f"{name}: expected str items, got {type(bad).__name__}")
+    row = next((i for i, t in enumerate(texts) if not _utf8(t)), None)
+    if row is not None:
+        raise ValueError(f"{name}: item {row} holds a lone surrogate, which UTF-8 stores cannot keep")
     return list(texts)
+
+
+def _utf8(text: str) -> bool:
+    """False for text with lone surrogates (e.g. "\\ud800"): valid Python str, not encodable as UTF-8."""
+    if text.isascii():  # O(1) in CPython: most texts stop here
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def as_metadata(metadata: Any, n: int) -> list[Metadata | None] | None:
@@ -115,7 +133,22 @@ def as_metadata(metadata: Any, n: int) -> list[Metadata | None] | None:
     bad = next((m for m in metadata if m is not None and not isinstance(m, dict)), None)
     if bad is not None:
         raise TypeError(f"metadata: expected dict or None items, got {type(bad).__name__}")
+    for row, meta in enumerate(metadata):
+        if meta is not None:
+            _check_json(meta, row)
     return list(metadata)
+
+
+def _check_json(meta: Metadata, row: int) -> None:
+    """Stores keep metadata as JSON: refuse what JSON cannot hold before anything is written."""
+    try:
+        encoded = json.dumps(meta, ensure_ascii=False, allow_nan=False)
+    except TypeError as exc:
+        raise TypeError(f"metadata: row {row} is not JSON-serialisable: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # NaN/inf, a circular reference, absurd nesting
+        raise ValueError(f"metadata: row {row} is not valid JSON: {exc}") from None
+    if not _utf8(encoded):
+        raise ValueError(f"metadata: row {row} holds a lone surrogate, which UTF-8 stores cannot keep")
 
 
 def check_length(name: str, got: int, expected: int) -> None:

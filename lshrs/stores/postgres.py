@@ -30,13 +30,16 @@ from psycopg import sql
 from psycopg.pq import Format
 
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
-from lshrs.stores.sql import dump_metadata
+from lshrs.stores.sql import check_identifier, dump_metadata
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
 _ID_FORMATS = {"bigint": ">q", "integer": ">i", "smallint": ">h"}
 _JSON_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")  # an escaped NUL, not an escaped backslash + "u0000"
 _FLOAT_OIDS = {"real[]": (700, ">f4"), "double precision[]": (701, ">f8")}
+# NAMEDATALEN - 1 of stock builds (SHOW max_identifier_length): Postgres silently
+# truncates longer names, so two long table names could map to one table.
+_MAX_IDENTIFIER_BYTES = 63
 
 
 class PostgresStore:
@@ -65,6 +68,10 @@ class PostgresStore:
         create: bool = True,
         vector_type: str = "bytea",
     ) -> None:
+        names = {"id": id_column, "vector": vector_column, "text": text_column, "metadata": metadata_column}
+        optional = {"schema": schema, "text_column": text_column, "metadata_column": metadata_column}
+        required = {"table": table, "id_column": id_column, "vector_column": vector_column}
+        _check_identifiers({**required, **{k: v for k, v in optional.items() if v}})  # '' means none, as below
         if isinstance(conninfo, psycopg.Connection):
             self._conn, self._owns = conninfo, False
         else:
@@ -73,9 +80,10 @@ class PostgresStore:
         self._async: weakref.WeakKeyDictionary[Any, tuple[psycopg.AsyncConnection, asyncio.Lock]] = (
             weakref.WeakKeyDictionary()
         )
-        self._table = sql.Identifier(schema, table) if schema else sql.Identifier(table)
-        self._names = {"id": id_column, "vector": vector_column, "text": text_column, "metadata": metadata_column}
-        self._col = {k: sql.Identifier(v) for k, v in self._names.items() if v}
+        self._table_name = sql.Identifier(schema, table) if schema else sql.Identifier(table)
+        self._table = _identifier(schema, table) if schema else _identifier(table)
+        self._names = names
+        self._col = {k: _identifier(v) for k, v in self._names.items() if v}
         if create:
             self._create_table(vector_type)
         self._types = self._column_types()
@@ -94,7 +102,7 @@ class PostgresStore:
             parts.append(sql.SQL("{} jsonb").format(self._col["metadata"]))
         stmt = sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self._table, sql.SQL(", ").join(parts))
         with self._lock, self._conn.transaction():
-            self._conn.execute(stmt)
+            self._conn.execute(stmt, ())
 
     def _column_types(self) -> dict[str, str]:
         """The SQL type of each mapped column, e.g. {'vector': 'vector(384)'}."""
@@ -102,8 +110,9 @@ class PostgresStore:
             "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
             "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
         )
+        table = self._table_name.as_string(self._conn)  # a bound value, so '%' stays single
         with self._lock:
-            found: dict[str, str] = dict(self._conn.execute(query, (self._table.as_string(self._conn),)).fetchall())
+            found: dict[str, str] = dict(self._conn.execute(query, (table,)).fetchall())
         types = {}
         for role, column in self._names.items():
             if column is None:
@@ -220,11 +229,11 @@ class PostgresStore:
         create, copy_in, update, insert = self._put_statements()
         with self._lock, self._conn.transaction():
             cur = self._conn.cursor()
-            cur.execute(create)
+            cur.execute(create, ())
             with cur.copy(copy_in) as copy:
                 copy.write(stream)
-            cur.execute(update)
-            cur.execute(insert)
+            cur.execute(update, ())
+            cur.execute(insert, ())
 
     async def aput(
         self,
@@ -238,11 +247,11 @@ class PostgresStore:
         conn, lock = await self._aconn()
         async with lock, conn.transaction():
             cur = conn.cursor()
-            await cur.execute(create)
+            await cur.execute(create, ())
             async with cur.copy(copy_in) as copy:
                 await copy.write(stream)
-            await cur.execute(update)
-            await cur.execute(insert)
+            await cur.execute(update, ())
+            await cur.execute(insert, ())
 
     def _put_stream(self, ids: Any, vectors: Any, texts: Any, metadata: Any) -> bytes:
         _check_no_nul(texts, metadata)
@@ -257,11 +266,13 @@ class PostgresStore:
         cols = self._columns()
         roles = [r for r in ("vector", "text", "metadata") if r in self._col]
         assign = sql.SQL(", ").join(sql.SQL("{c} = i.{c}").format(c=self._col[r]) for r in roles)
+        # COPY runs without parameters, so psycopg leaves '%' alone: plain identifiers there
+        copy_cols = sql.SQL(", ").join(sql.Identifier(self._names[r] or "") for r in ["id", *roles])
         return (
             sql.SQL("CREATE TEMP TABLE lshrs_incoming ON COMMIT DROP AS SELECT {} FROM {} WITH NO DATA").format(
                 cols, self._table
             ),
-            sql.SQL("COPY lshrs_incoming ({}) FROM STDIN (FORMAT BINARY)").format(cols),
+            sql.SQL("COPY lshrs_incoming ({}) FROM STDIN (FORMAT BINARY)").format(copy_cols),
             sql.SQL("UPDATE {t} SET {a} FROM lshrs_incoming i WHERE {t}.{id} = i.{id}").format(
                 t=self._table, a=assign, id=self._col["id"]
             ),
@@ -387,19 +398,44 @@ class PostgresStore:
 
     def count(self) -> int:
         with self._lock:
-            row = self._conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table)).fetchone()
+            row = self._conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table), ()).fetchone()
         return int(row[0]) if row else 0
 
     def dim(self) -> int | None:
         stmt = sql.SQL("SELECT {} FROM {} LIMIT 1").format(self._col["vector"], self._table)
         with self._lock:
             cur = self._cursor()
-            row = cur.execute(stmt).fetchone()
+            row = cur.execute(stmt, ()).fetchone()
         return None if row is None else int(self._parse_vectors([row[0]]).shape[1])
 
     def close(self) -> None:
         if self._owns:
             self._conn.close()
+
+
+def _identifier(*names: str) -> sql.Identifier:
+    """An identifier for statements run with parameters, where psycopg reads any '%' as a placeholder.
+
+    So '%' is doubled, and every statement holding identifiers is executed with
+    parameters (``()`` when it has none), which turns '%%' back into '%'.
+    """
+    return sql.Identifier(*(name.replace("%", "%%") for name in names))
+
+
+def _check_identifiers(names: Mapping[str, str | None]) -> None:
+    """Refuse names Postgres would reject, silently truncate or resolve elsewhere, before connecting."""
+    table = names["table"]
+    if names.get("schema") is None and isinstance(table, str) and table.startswith("pg_"):
+        # CREATE would make public.pg_x, but reads and writes would hit pg_catalog.pg_x (searched first)
+        raise ValueError(f"table: {table!r} resolves to the system catalog pg_catalog first; pass schema=")
+    for role, value in names.items():
+        name = check_identifier(value, role)
+        size = len(name.encode("utf-8"))
+        if size > _MAX_IDENTIFIER_BYTES:
+            raise ValueError(
+                f"{role}: Postgres identifiers hold at most {_MAX_IDENTIFIER_BYTES} bytes (longer ones are "
+                f"silently truncated), got {size} bytes: {name[:20]!r}..."
+            )
 
 
 def _check_no_nul(texts: Sequence[str | None] | None, metadata: Sequence[Metadata | None] | None) -> None:

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from lshrs.stores.base import Metadata
 
 
+def check_identifier(name: Any, role: str = "identifier") -> str:
+    """A table or column name either database can hold: a non-empty str, no NUL, valid UTF-8."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise ValueError(f"{role}: expected a non-empty string without NUL, got {name!r}")
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"{role}: lone surrogate in {name!r}, not valid UTF-8") from None
+    return name
+
+
 def quote_identifier(name: str) -> str:
     """Quote an SQL identifier (SQLite and Postgres share the rule); values are always bound."""
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise ValueError(f"identifier: expected a non-empty string without NUL, got {name!r}")
-    return '"' + name.replace('"', '""') + '"'
+    return '"' + check_identifier(name).replace('"', '""') + '"'
 
 
 def dump_metadata(meta: Metadata | None) -> str | None:

@@ -44,6 +44,12 @@ class SQLiteStore:
         text_column: str = "text",
         metadata_column: str | None = "metadata",
     ) -> None:
+        # names first: a bad one raises before any file is created or connection opened
+        self._t = quote_identifier(table)
+        self._id = quote_identifier(id_column)
+        self._vec = quote_identifier(vector_column)
+        self._text = quote_identifier(text_column)
+        self._meta = quote_identifier(metadata_column) if metadata_column else None
         if isinstance(path, sqlite3.Connection):
             self._conn = path
         else:
@@ -51,11 +57,6 @@ class SQLiteStore:
             self._conn = sqlite3.connect(str(path), check_same_thread=False, timeout=60)
             self._conn.execute("PRAGMA journal_mode=WAL")
         self._lock = threading.RLock()
-        self._t = quote_identifier(table)
-        self._id = quote_identifier(id_column)
-        self._vec = quote_identifier(vector_column)
-        self._text = quote_identifier(text_column)
-        self._meta = quote_identifier(metadata_column) if metadata_column else None
         self._create_table()
 
     def _create_table(self) -> None:
