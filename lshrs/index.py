@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import uuid
@@ -114,7 +115,7 @@ class LSHRS:
         if store is None:
             from lshrs.stores.sqlite import SQLiteStore
 
-            store = SQLiteStore(Path(data_dir) / "lshrs.sqlite3", table=name)
+            store = SQLiteStore(Path(data_dir) / "lshrs.sqlite3", table=default_table(name))
         self.store: Store = store
         self._embedding_model = embedding_model
         self._embed_batch_size = embed_batch_size
@@ -247,6 +248,9 @@ class LSHRS:
         if vectors is None:
             vectors = yield call("lsh", "embed", text_list)
         batch = self._validate_batch(text_list, vectors, ids, metadata)
+        refuses = getattr(self.store, "check", None)  # what only the store knows it cannot hold
+        if refuses is not None:
+            refuses(batch.texts, batch.metadata)
         hasher = self.hasher or (yield call("lsh", "_ready", batch.vectors.shape[1]))
         written = []
         for lo in range(0, len(batch), self.batch_size):
@@ -279,13 +283,16 @@ class LSHRS:
             yield call("clock", "sleep", pause)
             waited, pause = waited + pause, min(pause * 2, 0.25)
         try:
+            yield call("interrupts", "hold")
             result = yield from body
         except GeneratorExit:
             raise  # the driver was interrupted and cannot run a step: the stripes expire after LOCK_TTL_MS
         except BaseException:
             yield call("buckets", "unlock", stripes, token)
+            yield call("interrupts", "release")
             raise
         yield call("buckets", "unlock", stripes, token)
+        yield call("interrupts", "release")  # raises a Ctrl-C that came meanwhile, now that the writes are whole
         return result
 
     def _validate_batch(self, texts: list[str] | None, vectors: Any, ids: Any, metadata: Any) -> Rows:
@@ -528,7 +535,14 @@ class LSHRS:
         self.buckets.bind_async(self._async_client)
         if self._pages is None or self._pages.store is not self.store:
             self._pages = Pages(self.store)
-        return {"lsh": self, "buckets": self.buckets, "store": self.store, "pages": self._pages, "clock": steps.Clock}
+        return {
+            "lsh": self,
+            "buckets": self.buckets,
+            "store": self.store,
+            "pages": self._pages,
+            "clock": steps.Clock,
+            "interrupts": steps.Interrupts(),
+        }
 
     def _async_client(self) -> Any:
         """A redis.asyncio client for the current event loop: the one given, or one like the sync client."""
@@ -704,12 +718,27 @@ _TWIN_OPTIONS = ("host", "port", "db", "username", "password", "socket_timeout",
                  "client_name", "credential_provider")  # fmt: skip
 
 
-def _used_memory(client: Any) -> int:
-    """Redis' used_memory, summed over the primaries of a cluster."""
-    if hasattr(client, "get_primaries"):
-        per_node = client.info("memory", target_nodes=client.PRIMARIES)
-        return sum(int(info.get("used_memory", 0)) for info in per_node.values())
-    return int(client.info("memory").get("used_memory", 0))
+def default_table(name: str) -> str:
+    """The default store's table: the index name, made case-proof.
+
+    SQLite table names ignore case, so "Docs" and "docs" would share one
+    table; a name with capitals gets its lowercase form plus a digest of the
+    original. Lowercase names (every earlier default) keep their table.
+    """
+    if name == name.lower():
+        return name
+    return f"{name.lower()}_{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
+
+
+def _used_memory(client: Any) -> int | None:
+    """Redis' used_memory, summed over the primaries of a cluster; None where INFO is refused (ACL)."""
+    try:
+        if hasattr(client, "get_primaries"):
+            per_node = client.info("memory", target_nodes=client.PRIMARIES)
+            return sum(int(info.get("used_memory", 0)) for info in per_node.values())
+        return int(client.info("memory").get("used_memory", 0))
+    except redis_lib.exceptions.NoPermissionError:
+        return None
 
 
 def async_twin(client: Any) -> Any:

@@ -13,6 +13,8 @@ so a verb can clean up (release a lock) with an ordinary try/finally.
 from __future__ import annotations
 
 import asyncio
+import signal
+import threading
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -78,3 +80,39 @@ class Clock:
 
     sleep = staticmethod(time.sleep)
     asleep = staticmethod(asyncio.sleep)
+
+
+class Interrupts:
+    """Ctrl-C held back while a verb writes the store and then the buckets.
+
+    A KeyboardInterrupt between the two writes (or half way through a bucket
+    pipeline) would leave rows the buckets do not count; held back, it is
+    raised as soon as the section ends. Only the blocking driver in the main
+    thread can do this (signal handlers live there); elsewhere it is a no-op.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._pending = False
+
+    def hold(self) -> None:
+        if threading.current_thread() is threading.main_thread() and self._previous is None:
+            self._previous = signal.signal(signal.SIGINT, self._defer)
+
+    def release(self) -> None:
+        if self._previous is None:
+            return
+        signal.signal(signal.SIGINT, self._previous)
+        self._previous = None
+        if self._pending:
+            self._pending = False
+            raise KeyboardInterrupt
+
+    async def ahold(self) -> None:
+        """asyncio delivers Ctrl-C as task cancellation, which the writes already see at their awaits."""
+
+    async def arelease(self) -> None:
+        pass
+
+    def _defer(self, signum: int, frame: Any) -> None:
+        self._pending = True

@@ -185,3 +185,26 @@ def test_postgres_down_gives_a_clear_error_and_no_bucket_entries(redis_url, name
 def _pg_ctl(pg: Postgres, *args: str) -> None:
     prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
     subprocess.run([*prefix, str(pg.bindir / "pg_ctl"), "-D", str(pg.data), *args], check=True, capture_output=True)
+
+
+# -- Ctrl-C between the store write and the bucket write ------------------------------------------
+
+
+class InterruptingStore(MemoryStore):
+    """A real MemoryStore whose put() is followed by a Ctrl-C to this process, before the buckets move."""
+
+    def put(self, *args, **kwargs):
+        super().put(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_ctrl_c_during_a_write_is_raised_after_the_buckets_caught_up(make_index):
+    store = InterruptingStore()
+    lsh = make_index(store=store)
+    with pytest.raises(KeyboardInterrupt):
+        lsh.ingest(vectors=clustered(30, dim=8), ids=np.arange(30))
+    assert store.count() == 30 and lsh.count() == 30  # the interrupt waited for the bucket write
+    assert lsh.verify()["ok"]
+    with pytest.raises(KeyboardInterrupt):  # and the writer lock was released: the next write proceeds
+        lsh.ingest(vectors=clustered(5, dim=8, seed=2), ids=np.arange(30, 35))
+    assert lsh.count() == 35

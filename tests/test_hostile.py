@@ -419,11 +419,6 @@ async def test_postgres_refuses_nul_before_writing(postgres_dsn, make_index, nam
     store.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LSHRS.ingest writes batch_size slices one by one and only PostgresStore.put knows it refuses NUL, "
-    "so the slices before the bad one are written (fix: a store check hook called before the first write)",
-)
 def test_postgres_nul_late_in_a_batch_writes_nothing(postgres_dsn, make_index, name):
     store = PostgresStore(postgres_dsn, table=name)
     lsh = make_index(store=store, batch_size=2)
@@ -634,11 +629,6 @@ def test_exactly_the_documented_names_are_accepted(spare_db, candidate):
             LSHRS(name=candidate, redis=spare_db, store=MemoryStore())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the default SQLite store uses the index name as its table, and SQLite table names ignore case: "
-    "indexes 'Docs' and 'docs' share documents (fix in LSHRS: a case-proof default table name)",
-)
 def test_default_stores_of_names_differing_in_case_are_apart(redis_client, tmp_path, name):
     upper = LSHRS(name=name.upper(), redis=redis_client, data_dir=tmp_path)
     lower = LSHRS(name=name, redis=redis_client, data_dir=tmp_path)
@@ -753,12 +743,6 @@ def test_an_acl_user_limited_to_one_index_cannot_reach_another(auth_redis):
         LSHRS(redis_url=f"redis://bob:builder@127.0.0.1:{auth_redis}/0", name="other", store=MemoryStore())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=redis.exceptions.NoPermissionError,
-    reason="stats() calls INFO, which ACL profiles like '+@all -@dangerous' refuse; index creation already "
-    "tolerates a refused CONFIG GET, stats() should tolerate a refused INFO the same way",
-)
 def test_stats_work_for_a_user_without_dangerous_commands(auth_redis):
     lsh = LSHRS(redis_url=f"redis://alice:wonderland@127.0.0.1:{auth_redis}/0", name="alices", store=MemoryStore())
     try:

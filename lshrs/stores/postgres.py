@@ -218,6 +218,10 @@ class PostgresStore:
 
     # -- protocol ----------------------------------------------------------
 
+    def check(self, texts: Sequence[str | None] | None, metadata: Sequence[Metadata | None] | None) -> None:
+        """Refuse what Postgres cannot hold (NUL in text or jsonb); `LSHRS` calls it before any write."""
+        _check_no_nul(texts, metadata)
+
     def put(
         self,
         ids: NDArray[np.int64],
