@@ -68,7 +68,15 @@ def in_requested_order(requested: NDArray[np.int64], found: Rows) -> Rows:
 
 @runtime_checkable
 class Store(Protocol):
-    """What `LSHRS` needs from a document store."""
+    """What `LSHRS` needs from a document store.
+
+    Optional methods, used when present: ``find(equals)`` (ids whose metadata
+    holds these scalar key/values, answered in the database), ``check(texts,
+    metadata)`` (refuse what the store cannot hold, called before any write
+    of a batch), and ``a``-prefixed async twins of the methods here (``aget``,
+    ``aput``, ``adelete``, ``apage``, ``afind``); without them the async verbs
+    run the blocking method in a worker thread.
+    """
 
     def put(
         self,
