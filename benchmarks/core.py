@@ -103,7 +103,7 @@ def parameter_grid(url: str, vectors: np.ndarray, queries: np.ndarray, truth: np
         hits = lsh.query_many(queries, top_k=10)
         qps = len(queries) / (time.perf_counter() - t0)
         recall = np.mean([len({h.id for h in row} & set(t.tolist())) / 10 for row, t in zip(hits, truth)])
-        cands = lsh._candidates(queries, probes)[0].per_query(len(queries)).mean()
+        cands = lsh.candidate_counts(queries, num_probes=probes).mean()
         row = {
             "num_tables": tables,
             "num_bits": bits,
@@ -136,7 +136,7 @@ def measure_store(label: str, lsh: LSHRS, vectors: np.ndarray, queries: np.ndarr
     lsh.query_many(queries, top_k=10)
     many_s = time.perf_counter() - t0
     recall = np.mean([len(set(f) & set(t.tolist())) / 10 for f, t in zip(found, truth)])
-    candidates = lsh._candidates(queries, lsh.num_probes)[0].per_query(len(queries))
+    candidates = lsh.candidate_counts(queries)
     ms = np.array(times) * 1e3
     row = {
         "store": label,

@@ -57,7 +57,7 @@ def sweep(url: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, 
             t0 = time.perf_counter()
             lsh.query_many(queries, top_k=10)
             qps = len(queries) / (time.perf_counter() - t0)
-            candidates = lsh._candidates(queries, probes)[0].per_query(len(queries))
+            candidates = lsh.candidate_counts(queries, num_probes=probes)
             recall = np.mean([len(set(f) & set(t[:10].tolist())) / 10 for f, t in zip(found, truth)])
             row = {
                 "num_tables": tables,

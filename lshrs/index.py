@@ -19,6 +19,7 @@ from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, server_layout
 from lshrs.embeddings import Embedder, make_embedder
 from lshrs.hashing import Hasher, make_planes
 from lshrs.search import Hit, Pages, Request, query_steps
+from lshrs.search import candidates as search_candidates
 from lshrs.steps import Steps, call
 from lshrs.stores.base import Metadata, Rows, Store
 
@@ -346,6 +347,8 @@ class LSHRS:
         return len(id_arr)
 
     def _index_store(self) -> int:
+        if self.hasher is None and not self._attach():
+            return 0  # an empty store and no index yet: nothing to build, and no half-made index left behind
         meta = self.buckets.read_meta()
         checkpoint = int(meta["indexed_through"]) if "indexed_through" in meta else None
         fresh = checkpoint is None and self.buckets.entry_count() == 0
@@ -549,6 +552,15 @@ class LSHRS:
         if self._async_redis is not None:
             return self._async_redis
         return async_twin(self.redis)
+
+    def candidate_counts(self, queries: Any, *, num_probes: int | None = None) -> NDArray[np.int64]:
+        """Distinct ids in each query's probed buckets: the rerank work a query does, for tuning."""
+        vectors = inputs.as_vectors(queries, dim=self.dim, name="queries")
+        probes = _positive("num_probes", self.num_probes if num_probes is None else num_probes)
+        if self.hasher is None and not self._attach():
+            return np.zeros(len(vectors), np.int64)
+        pairs, _ = steps.run(search_candidates(self, vectors, probes), self._targets())
+        return pairs.per_query(len(vectors))
 
     # -- lookups -----------------------------------------------------------
 

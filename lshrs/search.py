@@ -87,13 +87,13 @@ def _search(lsh: LSHRS, vecs: NDArray[np.float32], req: Request, probes: int) ->
     round trip on every query of a large index.
     """
     assert lsh.hasher is not None
-    candidates, count = yield from _candidates(lsh, vecs, probes)
+    found, count = yield from candidates(lsh, vecs, probes)
     if req.rerank and count < lsh.exact_below:
         return (yield from _exact(lsh, vecs, req.top_k, req.predicate)), count
     if not req.rerank:
-        scaled = ranking.Pairs(candidates.query, candidates.ids, candidates.value / lsh.hasher.num_tables)
+        scaled = ranking.Pairs(found.query, found.ids, found.value / lsh.hasher.num_tables)
         return ranking.head(scaled, np.full(len(vecs), req.top_k)), count
-    chosen = ranking.head(candidates, ranking.top_p_limits(candidates, len(vecs), req.top_k, req.top_p))
+    chosen = ranking.head(found, ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p))
     wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
     found = yield call("store", "get", wanted, payload=False)
     scored = ranking.cosine_pairs(chosen, vecs, found)
@@ -102,7 +102,7 @@ def _search(lsh: LSHRS, vecs: NDArray[np.float32], req: Request, probes: int) ->
     return ranking.head(scored, np.full(len(vecs), req.top_k)), count
 
 
-def _candidates(lsh: LSHRS, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int]]:
+def candidates(lsh: LSHRS, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int]]:
     """Ids in the probed buckets with their collision counts, ranked per query; and the index size."""
     hasher = lsh.hasher
     assert hasher is not None

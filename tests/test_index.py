@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import clustered, exact_top_k
 
-from lshrs import LSHRS, MemoryStore
+from lshrs import LSHRS, MemoryStore, SQLiteStore
 
 
 def bucket_members(lsh):
@@ -268,3 +268,16 @@ async def test_a_query_is_one_round_trip_and_survives_a_script_flush(make_index,
     redis_client.script_flush()
     assert await lsh.aquery(np.ones(16), top_k=5) == expected
     await lsh.aclose()
+
+
+def test_index_over_an_empty_store_then_a_filled_one(redis_client, name, tmp_path):
+    """An index made before its table has rows builds nothing, leaves no half-made definition, and builds later."""
+    store = SQLiteStore(tmp_path / "docs.sqlite3", table=name)
+    lsh = LSHRS(name=name, redis=redis_client, store=store)
+    try:
+        assert lsh.index() == 0 and lsh.dim is None
+        assert not list(redis_client.scan_iter(match=f"lshrs:{name}:*"))
+        store.put(np.arange(100), clustered(100, dim=8))
+        assert lsh.index() == 100 and lsh.dim == 8 and lsh.verify()["ok"]
+    finally:
+        lsh.clear()
