@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import redis as redis_lib
 from numpy.typing import NDArray
 
-from lshrs import audit, embedded, filters, inputs, steps
+from lshrs import audit, build, connection, embedded, filters, inputs, steps
 from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, server_layout
 from lshrs.embeddings import Embedder, make_embedder
 from lshrs.hashing import Hasher, make_planes
@@ -37,8 +35,6 @@ DEFAULT_BATCH_SIZE = 10_000
 # Below this many indexed vectors a query scans the store exactly: that is
 # both faster than probing and the only way tiny indexes answer top_k fully.
 DEFAULT_EXACT_BELOW = 2_000
-# Bucket entries pooled per write pipeline during index() (see _hashed_chunks).
-_FLUSH_ENTRIES = 1_500_000
 
 # Writers of the same ids take turns: ingest and delete hold a lock on the
 # stripes (id mod LOCK_STRIPES) of their batch while they read the old rows,
@@ -110,7 +106,7 @@ class LSHRS:
         self.batch_size = _positive("batch_size", batch_size)
         self.show_progress = show_progress
         self.exact_below = exact_below
-        self.redis, self._owns_client = _connect(redis, redis_url, data_dir)
+        self.redis, self._owns_client = connection.connect(redis, redis_url, data_dir)
         self._async_redis = async_redis
         self._pages: Pages | None = None
         if store is None:
@@ -329,77 +325,10 @@ class LSHRS:
             Number of rows indexed by this call.
         """
         if ids is not None or vectors is not None:
-            return self._index_arrays(ids, vectors)
+            return build.index_arrays(self, ids, vectors)
         if rebuild:
             self._drop_buckets()
-        return self._index_store()
-
-    def _index_arrays(self, ids: Any, vectors: Any) -> int:
-        vecs = inputs.as_vectors(vectors, dim=self.dim)
-        id_arr = self._ids(ids)
-        inputs.check_length("ids", len(id_arr), len(vecs))
-        batches = (
-            Rows(id_arr[lo : lo + self.batch_size], vecs[lo : lo + self.batch_size])
-            for lo in range(0, len(id_arr), self.batch_size)
-        )
-        for chunk_ids, codes in self._hashed_chunks(batches, None):
-            self.buckets.apply(add=self.buckets.group(chunk_ids, codes))
-        return len(id_arr)
-
-    def _index_store(self) -> int:
-        if self.hasher is None and not self._attach():
-            return 0  # an empty store and no index yet: nothing to build, and no half-made index left behind
-        meta = self.buckets.read_meta()
-        checkpoint = int(meta["indexed_through"]) if "indexed_through" in meta else None
-        fresh = checkpoint is None and self.buckets.entry_count() == 0
-        # A fresh build only appends. A resumed or incremental one removes
-        # each chunk's ids before appending, so rows that a crash or ingest()
-        # already placed are not placed twice.
-        careful = not fresh and meta.get("build") != b"fresh"
-        # A build that died mid-pipeline may have written buckets without
-        # counting them (the count rides at the end of each pipeline).
-        crashed = meta.get("build") in (b"fresh", b"running")
-        first = True
-        self.buckets.set_meta(build="fresh" if fresh else "running")
-        done = 0
-        with _progress(self.show_progress, self.store, self.name) as bar:
-            for ids, codes in self._hashed_chunks(self.store.scan(batch_size=self.batch_size, after=checkpoint), bar):
-                group = self.buckets.group(ids, codes)
-                self.buckets.apply(add=group, remove=group if (careful or (first and not fresh)) else None)
-                self.buckets.set_meta(indexed_through=int(ids[-1]))
-                first = False
-                done += len(ids)
-        if crashed:
-            self.buckets.set_meta(entries=int(self.buckets.bucket_sizes().sum()))
-        self.buckets.set_meta(build="done")
-        return done
-
-    def _hashed_chunks(
-        self, batches: Iterable[Rows], bar: Any
-    ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64]]]:
-        """Hash batches of rows and regroup them into chunks of about `_FLUSH_ENTRIES` bucket entries.
-
-        A bucket write costs one script step per distinct bucket touched, so
-        a build is fastest when each write carries many ids per bucket: the
-        codes of several store batches are pooled (16 bytes per vector per
-        table, far less than the vectors) before they go to Redis.
-        """
-        pooled_ids: list[NDArray[np.int64]] = []
-        pooled_codes: list[NDArray[np.int64]] = []
-        pooled = 0
-        for rows in batches:
-            hasher = self._ready(rows.vectors.shape[1])
-            vectors = inputs.as_vectors(rows.vectors, dim=hasher.planes.shape[0], name="stored vectors")
-            pooled_ids.append(rows.ids)
-            pooled_codes.append(hasher.codes(vectors))
-            pooled += len(rows.ids) * hasher.num_tables
-            if bar is not None:
-                bar.update(len(rows.ids))
-            if pooled >= _FLUSH_ENTRIES:
-                yield np.concatenate(pooled_ids), np.concatenate(pooled_codes)
-                pooled_ids, pooled_codes, pooled = [], [], 0
-        if pooled_ids:
-            yield np.concatenate(pooled_ids), np.concatenate(pooled_codes)
+        return build.index_store(self)
 
     def _drop_buckets(self) -> None:
         meta = self.buckets.read_meta()
@@ -551,7 +480,7 @@ class LSHRS:
         """A redis.asyncio client for the current event loop: the one given, or one like the sync client."""
         if self._async_redis is not None:
             return self._async_redis
-        return async_twin(self.redis)
+        return connection.async_twin(self.redis)
 
     def candidate_counts(self, queries: Any, *, num_probes: int | None = None) -> NDArray[np.int64]:
         """Distinct ids in each query's probed buckets: the rerank work a query does, for tuning."""
@@ -651,7 +580,7 @@ class LSHRS:
         """
         sizes = self.buckets.bucket_sizes()
         pct = np.percentile(sizes, [50, 90, 99]).tolist() if len(sizes) else [0, 0, 0]
-        memory = _used_memory(self.redis)
+        memory = connection.used_memory(self.redis)
         return {
             "name": self.name,
             "count": self.count(),
@@ -692,44 +621,6 @@ class LSHRS:
         return f"LSHRS(name={self.name!r}, params={self.params}, store={type(self.store).__name__})"
 
 
-_CLUSTER_SCHEMES = {"redis+cluster": "redis", "rediss+cluster": "rediss"}
-
-
-def _connect(client: Any, url: str | None, data_dir: str | Path) -> tuple[Any, bool]:
-    """The redis-py client to use, and whether this object made it (and so closes it).
-
-    A URL names a Redis Cluster either by scheme (``redis+cluster://host:port``,
-    ``rediss+cluster://`` for TLS) or, for a plain ``redis://``/``rediss://``
-    URL, by the node it names answering ``cluster_enabled:1`` to one
-    ``INFO cluster`` call; either way any node serves as the seed and the
-    result is a ``RedisCluster``. Any other URL gives a plain ``Redis``.
-    """
-    if client is not None:
-        return client, False
-    url = url or os.environ.get("REDIS_URL")
-    if not url:
-        return embedded.connect(data_dir), True
-    scheme, _, rest = url.partition("://")
-    if scheme.lower() in _CLUSTER_SCHEMES:
-        return redis_lib.RedisCluster.from_url(f"{_CLUSTER_SCHEMES[scheme.lower()]}://{rest}"), True
-    single = redis_lib.Redis.from_url(url)
-    if scheme.lower() in ("redis", "rediss") and _cluster_enabled(single):
-        single.close()
-        return redis_lib.RedisCluster.from_url(url), True
-    return single, True
-
-
-def _cluster_enabled(client: redis_lib.Redis) -> bool:
-    try:
-        return bool(client.info("cluster").get("cluster_enabled"))
-    except redis_lib.ResponseError:  # INFO renamed or refused by ACL: redis+cluster:// still says it
-        return False
-
-
-_TWIN_OPTIONS = ("host", "port", "db", "username", "password", "socket_timeout", "socket_connect_timeout",
-                 "client_name", "credential_provider")  # fmt: skip
-
-
 def default_table(name: str) -> str:
     """The default store's table: the index name, made case-proof.
 
@@ -740,38 +631,6 @@ def default_table(name: str) -> str:
     if name == name.lower():
         return name
     return f"{name.lower()}_{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
-
-
-def _used_memory(client: Any) -> int | None:
-    """Redis' used_memory, summed over the primaries of a cluster; None where INFO is refused (ACL)."""
-    try:
-        if hasattr(client, "get_primaries"):
-            per_node = client.info("memory", target_nodes=client.PRIMARIES)
-            return sum(int(info.get("used_memory", 0)) for info in per_node.values())
-        return int(client.info("memory").get("used_memory", 0))
-    except redis_lib.exceptions.NoPermissionError:
-        return None
-
-
-def async_twin(client: Any) -> Any:
-    """A redis.asyncio client for the server (or cluster) a redis-py client talks to."""
-    import redis.asyncio as aredis
-
-    if hasattr(client, "get_default_node"):  # RedisCluster: start from the same seed node
-        node = client.get_default_node()
-        kwargs = client.get_connection_kwargs()
-        options = {k: v for k, v in kwargs.items() if k in ("username", "password") or k.startswith("ssl_")}
-        if "SSL" in getattr(kwargs.get("connection_class"), "__name__", ""):
-            options["ssl"] = True
-        return aredis.RedisCluster(host=node.host, port=node.port, **options)
-    pool = client.connection_pool
-    kwargs = pool.connection_kwargs
-    options = {k: kwargs[k] for k in _TWIN_OPTIONS if k in kwargs}
-    if "path" in kwargs:
-        options["unix_socket_path"] = kwargs["path"]
-    if "SSL" in pool.connection_class.__name__:
-        options.update({k: v for k, v in kwargs.items() if k.startswith("ssl_")}, ssl=True)
-    return aredis.Redis(**options)
 
 
 def _one(query: Any, dim: int | None) -> Any:
@@ -814,9 +673,3 @@ def _slice(rows: Rows, lo: int, hi: int) -> Rows:
         None if rows.texts is None else rows.texts[lo:hi],
         None if rows.metadata is None else rows.metadata[lo:hi],
     )
-
-
-def _progress(show: bool, store: Store, name: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=store.count() if show else None, desc=f"indexing {name}", unit="rows", disable=not show)

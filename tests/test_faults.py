@@ -116,10 +116,10 @@ class PersistentRedis:
 
 
 def test_redis_killed_mid_index_then_rerun_indexes_every_row_once(monkeypatch):
-    import lshrs.index
+    import lshrs.build
 
     # write the buckets every 200 rows, so that the kill lands in the middle of the build
-    monkeypatch.setattr(lshrs.index, "_FLUSH_ENTRIES", 12 * 200)
+    monkeypatch.setattr(lshrs.build, "FLUSH_ENTRIES", 12 * 200)
     server = PersistentRedis()
     store = MemoryStore()
     vectors = clustered(6000, dim=32)

@@ -163,7 +163,7 @@ class Crashing:
 
 def test_index_resumes_after_a_crash(make_index, redis_client, name, monkeypatch):
     # one bucket flush (and checkpoint) per store batch, so the crash lands between checkpoints
-    monkeypatch.setattr("lshrs.index._FLUSH_ENTRIES", 1)
+    monkeypatch.setattr("lshrs.build.FLUSH_ENTRIES", 1)
     store = MemoryStore()
     vectors = clustered(5_000)
     store.put(np.arange(5_000), vectors)
