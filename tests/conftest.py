@@ -19,7 +19,7 @@ import redis.asyncio.connection
 import redis.connection
 from servers import Postgres, RedisClusterServer, RedisServer, debian_pg_bindir, pgserver_bindir
 
-from lshrs import LSHRS, MemoryStore
+from lshrs import LSHRS, MemoryStore, PostgresStore, SQLiteStore
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +80,16 @@ def pgvector_dsn() -> Iterator[str]:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
     yield pg.dsn
     pg.stop()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def store(request, tmp_path, name):
+    """Each kind of store lshrs ships (the Redis one aside), fresh per test."""
+    if request.param == "memory":
+        return MemoryStore()
+    if request.param == "sqlite":
+        return SQLiteStore(tmp_path / "docs.sqlite3", table=name)
+    return PostgresStore(request.getfixturevalue("postgres_dsn"), table=name)
 
 
 @pytest.fixture

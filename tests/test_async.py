@@ -7,21 +7,12 @@ import pytest
 import redis.asyncio
 from conftest import clustered
 
-from lshrs import LSHRS, MemoryStore, PostgresStore, SQLiteStore
+from lshrs import LSHRS, PostgresStore, SQLiteStore
 
 
 def ranked(hits_per_query):
     """Ids per query; scores of one query computed in a batch or alone differ in the last float bits."""
     return [[h.id for h in hits] for hits in hits_per_query]
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request, tmp_path, name):
-    if request.param == "memory":
-        return MemoryStore()
-    if request.param == "sqlite":
-        return SQLiteStore(tmp_path / "docs.sqlite3", table=name)
-    return PostgresStore(request.getfixturevalue("postgres_dsn"), table=name)
 
 
 @pytest.mark.parametrize("n", [300, 3000])  # the exact scan of a small index, and the LSH path

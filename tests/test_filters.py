@@ -4,17 +4,6 @@ import numpy as np
 import pytest
 from conftest import clustered
 
-from lshrs import MemoryStore, PostgresStore, SQLiteStore
-
-
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
-def store(request, tmp_path, name):
-    if request.param == "memory":
-        return MemoryStore()
-    if request.param == "sqlite":
-        return SQLiteStore(tmp_path / "docs.sqlite3", table=name)
-    return PostgresStore(request.getfixturevalue("postgres_dsn"), table=name)
-
 
 def metadata_for(n):
     return [{"group": i % 3, "name": f"doc{i}", "rare": i in (5, 500, 1500, 2500, 2999)} for i in range(n)]
