@@ -27,7 +27,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
-from core import clustered  # noqa: E402
+from core import workload  # noqa: E402
 from servers import RedisClusterServer, RedisServer  # noqa: E402
 
 from lshrs import LSHRS, MemoryStore, __version__  # noqa: E402
@@ -137,11 +137,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
 
-    data = clustered(args.n + args.queries, args.dim)
-    vectors, queries = data[: args.n], data[args.n :]
-    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    vn = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    truth = np.argsort(-(qn @ vn.T), axis=1)[:, :10]
+    vectors, queries, truth = workload(args.n, args.dim, args.queries)
 
     load_before = os.getloadavg()[0]
     standalone, cluster = RedisServer(), RedisClusterServer(masters=3)

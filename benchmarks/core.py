@@ -35,6 +35,15 @@ def clustered(n: int, dim: int, seed: int = 0, clusters: int = 1000) -> np.ndarr
     return centres[labels] + 0.6 * rng.standard_normal((n, dim)).astype(np.float32)
 
 
+def workload(n: int, dim: int, n_queries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Clustered corpus, held-out queries from the same clusters, and each query's exact top-10 rows."""
+    data = clustered(n + n_queries, dim)
+    vectors, queries = data[:n], data[n:]
+    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
+    vn = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return vectors, queries, np.argsort(-(qn @ vn.T), axis=1)[:, :10]
+
+
 def used_memory(client: redis.Redis) -> int:
     return int(client.info("memory")["used_memory"])
 
@@ -159,11 +168,7 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
 
-    data = clustered(args.n + args.queries, args.dim)
-    vectors, queries = data[: args.n], data[args.n :]
-    qn = queries / np.linalg.norm(queries, axis=1, keepdims=True)
-    vn = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    truth = np.argsort(-(qn @ vn.T), axis=1)[:, :10]
+    vectors, queries, truth = workload(args.n, args.dim, args.queries)
 
     rs = RedisServer()
     pg = Postgres(debian_pg_bindir())

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lshrs.search import Pages
+
 if TYPE_CHECKING:
     from lshrs.index import LSHRS
 
@@ -80,7 +82,7 @@ def _expected(lsh: LSHRS) -> tuple[NDArray[np.int64], int]:
     assert lsh.hasher is not None
     tables, bits = lsh.hasher.num_tables, lsh.hasher.num_bits
     parts, rows = [np.empty((0, 2), np.int64)], 0
-    for batch in lsh.store.scan(batch_size=lsh.batch_size, **_no_payload(lsh.store)):
+    for batch in Pages(lsh.store).scan(lsh.batch_size, payload=False):
         codes = lsh.hasher.codes(batch.vectors)  # (n, tables)
         buckets = (np.arange(tables, dtype=np.int64)[None, :] << bits) | codes
         parts.append(np.stack([buckets.reshape(-1), np.repeat(batch.ids, tables)], axis=1))
@@ -110,9 +112,3 @@ def _as_entries(pairs: NDArray[np.int64]) -> NDArray[Any]:
 
 def _sample(entries: NDArray[np.int64]) -> list[int]:
     return np.unique(entries[:, 1])[:SAMPLE].tolist() if len(entries) else []
-
-
-def _no_payload(store: Any) -> dict[str, bool]:
-    import inspect
-
-    return {"payload": False} if "payload" in inspect.signature(store.scan).parameters else {}

@@ -14,6 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lshrs import inputs
+from lshrs.search import Pages
 from lshrs.stores.base import Rows, Store
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ def index_store(lsh: LSHRS) -> int:
     lsh.buckets.set_meta(build="fresh" if fresh else "running")
     done = 0
     with progress(lsh.show_progress, lsh.store, lsh.name) as bar:
-        for ids, codes in hashed_chunks(lsh, lsh.store.scan(batch_size=lsh.batch_size, after=checkpoint), bar):
+        rows = Pages(lsh.store).scan(lsh.batch_size, after=checkpoint, payload=False)  # texts are not hashed
+        for ids, codes in hashed_chunks(lsh, rows, bar):
             group = lsh.buckets.group(ids, codes)
             lsh.buckets.apply(add=group, remove=group if (careful or (first and not fresh)) else None)
             lsh.buckets.set_meta(indexed_through=int(ids[-1]))

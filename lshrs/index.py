@@ -121,6 +121,7 @@ class LSHRS:
         self._requested = {k: v for k, v in requested.items() if v is not None}
         _check_params(self._requested)
         self.buckets = Buckets(self.redis, self.name)
+        self.buckets.bind_async(self._async_client)
         self.hasher: Hasher | None = None
         self.params: dict[str, int] = {}
         self._attach()
@@ -464,7 +465,6 @@ class LSHRS:
 
     def _targets(self) -> dict[str, Any]:
         """What the verbs' steps run against (see steps.py)."""
-        self.buckets.bind_async(self._async_client)
         if self._pages is None or self._pages.store is not self.store:
             self._pages = Pages(self.store)
         return {
@@ -548,22 +548,13 @@ class LSHRS:
         if self.hasher is None and not self._attach():
             return self.verify()
         everything = np.arange(LOCK_STRIPES, dtype=np.int64)
-        return steps.run(self._locked(everything, self._repair_steps()), self._targets())
+        return steps.run(self._locked(everything, self._repair_steps()), {**self._targets(), "audit": audit})
 
     def _repair_steps(self) -> Steps[dict[str, Any]]:
-        drift = yield call("lsh", "_measure")
-        if not drift.missing.size and not drift.stale.size and not drift.repeated.size:
-            yield call("buckets", "set_meta", entries=len(drift.expected))
-            return audit.report(self, drift)
+        drift = yield call("audit", "measure", self)
         before = audit.report(self, drift)
-        yield call("lsh", "_fix", drift)
+        yield call("audit", "fix", self, drift)
         return before
-
-    def _measure(self) -> audit.Drift:
-        return audit.measure(self)
-
-    def _fix(self, drift: audit.Drift) -> None:
-        audit.fix(self, drift)
 
     # -- introspection -----------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -160,10 +161,14 @@ class Pages:
         # A user's store may predate the payload flag of scan(): then it reads everything.
         self._flag = "payload" in inspect.signature(store.scan).parameters
 
+    def scan(self, batch_size: int, *, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
+        """The store's scan, reading ids and vectors only when `payload` is False and the store allows it."""
+        options = {"payload": payload} if self._flag else {}
+        return iter(self.store.scan(batch_size=batch_size, after=after, **options))
+
     def page(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
         """The first `limit` rows with ids above `after`, None past the end."""
-        options = {"payload": payload} if self._flag else {}
-        return next(iter(self.store.scan(batch_size=limit, after=after, **options)), None)
+        return next(self.scan(limit, after=after, payload=payload), None)
 
     async def apage(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
         native = getattr(self.store, "apage", None)

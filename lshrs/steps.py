@@ -40,30 +40,28 @@ def call(target: str, method: str, *args: Any, **kwargs: Any) -> Step:
 
 def run(steps: Steps[T], targets: dict[str, Any]) -> T:
     """Drive `steps` with blocking calls; a failing call raises inside the generator, at its step."""
-    reply: tuple[bool, Any] = (True, None)
     try:
         step = next(steps)
         while True:
             try:
-                reply = (True, getattr(targets[step.target], step.method)(*step.args, **step.kwargs))
+                value, ok = getattr(targets[step.target], step.method)(*step.args, **step.kwargs), True
             except Exception as exc:
-                reply = (False, exc)
-            step = steps.send(reply[1]) if reply[0] else steps.throw(reply[1])
+                value, ok = exc, False
+            step = steps.send(value) if ok else steps.throw(value)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 
 
 async def arun(steps: Steps[T], targets: dict[str, Any]) -> T:
     """Drive `steps` without blocking the event loop."""
-    reply: tuple[bool, Any] = (True, None)
     try:
         step = next(steps)
         while True:
             try:
-                reply = (True, await _perform(targets[step.target], step))
+                value, ok = await _perform(targets[step.target], step), True
             except Exception as exc:
-                reply = (False, exc)
-            step = steps.send(reply[1]) if reply[0] else steps.throw(reply[1])
+                value, ok = exc, False
+            step = steps.send(value) if ok else steps.throw(value)
     except StopIteration as done:
         return done.value  # type: ignore[no-any-return]
 

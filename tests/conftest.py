@@ -98,21 +98,26 @@ def name() -> str:
     return "t" + uuid.uuid4().hex[:12]
 
 
-@pytest.fixture
-def make_index(redis_client: redis.Redis, name: str):
-    """Build LSHRS instances on the shared Redis; their keys are removed after the test."""
+def index_factory(client, name: str) -> Iterator:
+    """Yields a maker of LSHRS instances on `client` (MemoryStore and the test's name by default), then clears them."""
     made: list[LSHRS] = []
 
     def make(**kwargs) -> LSHRS:
         kwargs.setdefault("name", name)
         kwargs.setdefault("store", MemoryStore())
-        lsh = LSHRS(redis=redis_client, **kwargs)
+        lsh = LSHRS(redis=client, **kwargs)
         made.append(lsh)
         return lsh
 
     yield make
     for lsh in made:
         lsh.clear()
+
+
+@pytest.fixture
+def make_index(redis_client: redis.Redis, name: str):
+    """Build LSHRS instances on the shared Redis; their keys are removed after the test."""
+    yield from index_factory(redis_client, name)
 
 
 def clustered(n: int, dim: int = 64, clusters: int = 40, noise: float = 0.35, seed: int = 0) -> np.ndarray:

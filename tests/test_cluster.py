@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from conftest import clustered
+from conftest import clustered, index_factory
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import VectorStoreQuery
@@ -41,18 +41,7 @@ def ranked(hits_per_query) -> list[list[int]]:
 @pytest.fixture
 def make_cluster_index(cluster_client: RedisCluster, name: str) -> Iterator:
     """Build LSHRS instances on the cluster; their keys are removed after the test."""
-    made: list[LSHRS] = []
-
-    def make(**kwargs) -> LSHRS:
-        kwargs.setdefault("name", name)
-        kwargs.setdefault("store", MemoryStore())
-        lsh = LSHRS(redis=cluster_client, **kwargs)
-        made.append(lsh)
-        return lsh
-
-    yield make
-    for lsh in made:
-        lsh.clear()
+    yield from index_factory(cluster_client, name)
 
 
 @pytest.fixture(params=["memory", "sqlite", "postgres"])
