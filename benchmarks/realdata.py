@@ -2,8 +2,10 @@
 
     .venv/bin/python benchmarks/realdata.py [--limit N]   # embed (resumes) and print sizes
 
-Corpus: passages of the Wikipedia slice in gensim's wheel, then the other
-offline corpora listed in `SOURCES`. Embeddings are written in chunks under
+Corpus: passages of the Wikipedia slice in gensim's wheel (4,441), then the
+117,659 synsets of Princeton WordNet 3.0 from Debian's `wordnet-base` package
+("lemma, lemma: gloss; examples"), which `benchmarks/setup.sh` unpacks under
+benchmarks/cache/ (or install it: `apt-get install wordnet-base`). Embeddings are written in chunks under
 benchmarks/cache/ (ignored by git), so an interrupted run resumes.
 Queries are held-out passages (not in the indexed set) and exact top-100
 neighbours come from numpy.
@@ -45,7 +47,30 @@ def wiki_slice_texts() -> Iterator[str]:
         yield passage.embedding_text
 
 
-SOURCES: dict[str, Callable[[], Iterator[str]]] = {"wiki-slice": wiki_slice_texts}
+WORDNET_DIRS = [CACHE / "wordnet-base" / "usr/share/wordnet", Path("/usr/share/wordnet")]
+
+
+def wordnet_texts() -> Iterator[str]:
+    """Every WordNet synset as "lemma, lemma: gloss", nouns, verbs, adjectives then adverbs."""
+    folder = next((d for d in WORDNET_DIRS if (d / "data.noun").exists()), None)
+    if folder is None:
+        raise SystemExit("WordNet not found: run `bash benchmarks/setup.sh` (or apt-get install wordnet-base)")
+    for pos in ("noun", "verb", "adj", "adv"):
+        with open(folder / f"data.{pos}", encoding="latin-1") as lines:
+            for line in lines:
+                if not line.startswith("  "):  # the licence header is indented
+                    yield _synset_text(line)
+
+
+def _synset_text(line: str) -> str:
+    head, _, gloss = line.partition(" | ")
+    fields = head.split()
+    count = int(fields[3], 16)
+    lemmas = (fields[4 + 2 * i].replace("_", " ").split("(")[0] for i in range(count))
+    return ", ".join(dict.fromkeys(lemmas)) + ": " + gloss.strip()
+
+
+SOURCES: dict[str, Callable[[], Iterator[str]]] = {"wiki-slice": wiki_slice_texts, "wordnet": wordnet_texts}
 
 
 def embed_source(name: str, limit: int | None = None) -> tuple[list[str], np.ndarray]:
@@ -80,11 +105,21 @@ def load(names: list[str] | None = None, limit: int | None = None) -> tuple[list
     return texts, np.concatenate(vectors)
 
 
+def source_sizes() -> dict[str, int]:
+    """Documents per source, as cached (for reports)."""
+    return {name: len(list(SOURCES[name]())) for name in SOURCES}
+
+
+def split_rows(n: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Row numbers of `n_queries` held-out queries and of the remaining corpus (both sorted)."""
+    rng = np.random.default_rng(seed)
+    held = np.sort(rng.choice(n, n_queries, replace=False))
+    return held, np.setdiff1d(np.arange(n), held)
+
+
 def split_queries(vectors: np.ndarray, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Hold out `n_queries` rows as queries; returns (corpus rows, query rows, exact top-100 of each query)."""
-    rng = np.random.default_rng(seed)
-    held = rng.choice(len(vectors), n_queries, replace=False)
-    keep = np.setdiff1d(np.arange(len(vectors)), held)
+    held, keep = split_rows(len(vectors), n_queries, seed)
     corpus, queries = vectors[keep], vectors[held]
     truth = exact_neighbours(queries, corpus, 100)
     return corpus, queries, truth

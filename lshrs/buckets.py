@@ -55,6 +55,14 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
+# One key: swap the meta hash for a new one in one step, so a reader sees
+# either the old index definition or the new one, never neither.
+_REPLACE_META = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
 # One group: KEYS = [hash, large string of each field...],
 # ARGV = [small_max, field1, ids1, field2, ids2, ...]. Appends packed ids to
 # each bucket, moving a bucket to its string once it outgrows small_max.
@@ -114,17 +122,20 @@ return removed
 
 # Standalone Redis only (it builds key names, which a cluster forbids across
 # slots): read many buckets in one call. ARGV[1] = the index's key prefix,
-# ARGV[2] = "table.group.field" tokens separated by spaces. Returns one value
-# per token, then the index's entry count (saves a round trip per query).
+# ARGV[2] = "table.group.field" tokens separated by spaces. Returns three
+# strings: every bucket's members concatenated, the byte length of each
+# bucket ("12,0,48,..."), and the index's entry count (saves a round trip per
+# query). One packed reply instead of one reply per bucket: redis-py's
+# pure-Python parser spent about 1 ms per query on 150 separate replies.
 _READ_MANY = """
-local out, n = {}, 0
+local out, lens, n = {}, {}, 0
 for t, g, f in string.gmatch(ARGV[2], '(%d+)%.(%d+)%.(%d+)') do
   local hash = ARGV[1] .. 'b:{' .. t .. '.' .. g .. '}'
   n = n + 1
   out[n] = redis.call('HGET', hash, f) or redis.call('GET', hash .. ':' .. f) or ''
+  lens[n] = #out[n]
 end
-out[n + 1] = redis.call('HGET', ARGV[1] .. 'meta', 'entries') or '0'
-return out
+return {table.concat(out), table.concat(lens, ','), redis.call('HGET', ARGV[1] .. 'meta', 'entries') or '0'}
 """
 
 # One group (cluster path): KEYS = [hash, large string of each field...], ARGV = fields.
@@ -169,6 +180,7 @@ _SCRIPTS = {
     "lock": _LOCK,
     "unlock": _UNLOCK,
     "create": _CREATE_META,
+    "replace": _REPLACE_META,
     "append": _APPEND,
     "remove": _REMOVE,
     "read_many": _READ_MANY,
@@ -236,6 +248,13 @@ def server_layout(client: Any) -> tuple[int, int]:
     value = int(config.get("hash-max-listpack-value") or config.get("hash-max-ziplist-value") or 64)
     group_bits = min(DEFAULT_GROUP_BITS, max(entries, 1).bit_length() - 1)
     return group_bits, min(DEFAULT_SMALL_MAX, value)
+
+
+def _unpack_many(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int]:
+    """The reply of _READ_MANY: (members, byte size of each bucket, entry count)."""
+    blob, lengths, entries = replies[0]
+    sizes = np.array(lengths.split(b","), dtype=np.int64) if lengths else np.empty(0, np.int64)
+    return blob, sizes, int(entries)
 
 
 class Buckets:
@@ -333,6 +352,13 @@ class Buckets:
         for key, value in fields.items():
             argv += [key, value]
         return bool(self._scripts["create"](keys=[self.meta_key], args=argv))
+
+    def replace_meta(self, fields: Mapping[str, bytes | str | int]) -> None:
+        """Replace the meta hash whole, atomically (a new index definition)."""
+        argv: list[bytes | str | int] = []
+        for key, value in fields.items():
+            argv += [key, value]
+        self._scripts["replace"](keys=[self.meta_key], args=argv)
 
     def set_meta(self, **fields: bytes | str | int) -> None:
         self.client.hset(self.meta_key, mapping=fields)
@@ -471,12 +497,12 @@ class Buckets:
 
     def _fetch_calls(
         self, tables: NDArray[np.int64], codes: NDArray[np.int64]
-    ) -> tuple[list[Call], Callable[[list[Any]], list[bytes]]]:
-        """The calls that read the buckets, and how to turn their replies into one blob per bucket + the count."""
+    ) -> tuple[list[Call], Callable[[list[Any]], tuple[bytes, NDArray[np.int64], int]]]:
+        """The calls that read the buckets, and how to turn their replies into (members, byte sizes, count)."""
         grp, field = self._split(codes)
         if not self._cluster:
             tokens = " ".join(map("%d.%d.%d".__mod__, zip(tables.tolist(), grp.tolist(), field.tolist())))
-            return [("read_many", [], [self.prefix, tokens])], lambda replies: list(replies[0])
+            return [("read_many", [], [self.prefix, tokens])], _unpack_many
         # Redis Cluster: one single-slot script per bucket group, pipelined; the entry count last.
         by_group: dict[tuple[int, int], list[int]] = {}
         for i, key in enumerate(zip(tables.tolist(), grp.tolist())):
@@ -489,20 +515,21 @@ class Buckets:
             calls.append(("read_group", keys, [fields[i] for i in members]))
         calls.append(("hget", [self.meta_key], ["entries"]))
 
-        def parse(replies: list[Any]) -> list[bytes]:
+        def parse(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int]:
             blobs: list[bytes] = [b""] * len(fields)
             for members, values in zip(by_group.values(), replies):
                 for i, value in zip(members, values):
                     blobs[i] = value
-            return [*blobs, replies[-1] or b"0"]
+            sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+            return b"".join(blobs), sizes, int(replies[-1] or 0)
 
         return calls, parse
 
-    def _members(self, blobs: list[bytes]) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
-        entries = int(blobs.pop())
-        sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)) // self.layout.id_bytes
-        ids = np.frombuffer(b"".join(blobs), dtype=self._dtype).astype(np.int64)
-        return ids, sizes, entries
+    def _members(
+        self, packed: tuple[bytes, NDArray[np.int64], int]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+        blob, sizes, entries = packed
+        return np.frombuffer(blob, dtype=self._dtype).astype(np.int64), sizes // self.layout.id_bytes, entries
 
     # -- housekeeping -----------------------------------------------------
 
@@ -522,9 +549,16 @@ class Buckets:
 
     def clear(self) -> int:
         """Unlink every key of this index; returns how many were removed."""
+        return self._unlink_matching(self.prefix + b"*")
+
+    def drop_buckets(self) -> int:
+        """Unlink the bucket keys only: the meta hash, locks and job checkpoints stay."""
+        return self._unlink_matching(self.prefix + b"b:*")
+
+    def _unlink_matching(self, match: bytes) -> int:
         removed = 0
         batch: list[bytes] = []
-        for key in self._scan(self.prefix + b"*"):
+        for key in self._scan(match):
             batch.append(key)
             if len(batch) >= _SCAN_COUNT:
                 removed += self._unlink(batch)
