@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 # Bucket entries pooled per write pipeline (see hashed_chunks).
 FLUSH_ENTRIES = 1_500_000
+# The meta's build state after `LSHRS._redefine` (new tables/bits): the old buckets are still to drop.
+REDEFINE = "redefine"
 
 
 def index_arrays(lsh: LSHRS, ids: Any, vectors: Any) -> int:
@@ -43,6 +45,8 @@ def index_store(lsh: LSHRS) -> int:
     if lsh.hasher is None and not lsh._attach():
         return 0  # an empty store and no index yet: nothing to build, and no half-made index left behind
     meta = lsh.buckets.read_meta()
+    if meta.get("build") == REDEFINE.encode():
+        lsh.buckets.drop_buckets()  # they were hashed with the old planes; the meta counts none of them
     checkpoint = int(meta["indexed_through"]) if "indexed_through" in meta else None
     fresh = checkpoint is None and lsh.buckets.entry_count() == 0
     # A fresh build only appends. A resumed or incremental one removes

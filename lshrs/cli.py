@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 import redis
 
 from lshrs import embedded
@@ -275,6 +276,120 @@ def verify(target: Target, fix: bool) -> None:
     click.echo(json.dumps(report, indent=2))
     if not report["ok"] and not fix:
         raise click.exceptions.Exit(EXIT_INPUT)
+
+
+# -- tune -------------------------------------------------------------------------
+
+
+def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """A comma-separated list of positive integers ("8,12,16")."""
+    if value is None:
+        return None
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        items = []
+    if not items or min(items) < 1:
+        raise click.BadParameter(f"expected comma-separated positive integers, got {value!r}")
+    return items
+
+
+@cli.command("tune")
+@target_options()
+@click.option(
+    "--target-recall",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.95,
+    show_default=True,
+    help="Recall@TOP_K the setting must reach.",
+)
+@click.option(
+    "--top-k",
+    "-k",
+    type=click.IntRange(min=1),
+    default=10,
+    show_default=True,
+    help="Neighbours per query whose recall is measured.",
+)
+@click.option(
+    "--sample",
+    "sample_size",
+    type=click.IntRange(min=1),
+    default=20_000,
+    show_default=True,
+    help="Stored rows drawn at random to tune on (queries included).",
+)
+@click.option(
+    "--queries",
+    "num_queries",
+    type=click.IntRange(min=1),
+    default=200,
+    show_default=True,
+    help="Rows of the sample held out as queries.",
+)
+@click.option(
+    "--tables", metavar="N,N,...", callback=_int_list, help="num_tables values to try, e.g. 8,12,16 (the default)."
+)
+@click.option(
+    "--bits",
+    metavar="N,N,...",
+    callback=_int_list,
+    help="num_bits values to try (default: three around log2(rows) - 4).",
+)
+@click.option(
+    "--probes", metavar="N,N,...", callback=_int_list, help="num_probes values to try (default 4,8,16,32,64)."
+)
+@click.option(
+    "--vectors",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Tune on the (n, d) float array in this .npy file instead of a sample of the store.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sample and the held-out queries.")
+@click.option(
+    "--apply",
+    is_flag=True,
+    help="Make the chosen setting the index's parameters; new tables or bits rebuild the buckets from "
+    "the store (other processes using the index must reopen it).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as one JSON object.")
+@click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars on stderr.")
+def tune_command(
+    target: Target,
+    target_recall: float,
+    top_k: int,
+    sample_size: int,
+    num_queries: int,
+    tables: list[int] | None,
+    bits: list[int] | None,
+    probes: list[int] | None,
+    vectors: Path | None,
+    seed: int,
+    apply: bool,
+    as_json: bool,
+    progress: bool,
+) -> None:
+    """Find the fastest (tables, bits, probes) that reaches a recall on a sample of your own vectors.
+
+    Each (tables, bits) pair is built as a scratch index of the sample on
+    the same Redis and deleted afterwards: the index's buckets and store are
+    only read (unless --apply). Prints every setting measured and the
+    chosen one. Exits 1, applying nothing, when no setting reaches
+    --target-recall; the table then shows the closest.
+    """
+    grid = {k: v for k, v in (("num_tables", tables), ("num_bits", bits), ("num_probes", probes)) if v}
+    sample = None if vectors is None else np.load(vectors, allow_pickle=False)
+    with target.open(show_progress=progress) as lsh:
+        result = lsh.tune(sample, target_recall=target_recall, top_k=top_k, sample_size=sample_size,
+                          num_queries=num_queries, grid=grid or None, apply=apply, seed=seed)  # fmt: skip
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        click.echo(result.table())
+    if not result.met:
+        click.echo(f"lshrs: {result.summary()}; nothing applied" if apply else f"lshrs: {result.summary()}", err=True)
+        raise click.exceptions.Exit(EXIT_INPUT)
+    if not as_json:
+        click.echo(result.summary())
 
 
 def _format_hit(hit: Hit) -> str:

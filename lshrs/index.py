@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -20,6 +20,9 @@ from lshrs.search import Hit, Pages, Request, query_steps
 from lshrs.search import candidates as search_candidates
 from lshrs.steps import Steps, call
 from lshrs.stores.base import Metadata, Rows, Store
+
+if TYPE_CHECKING:
+    from lshrs.tune import TuneResult
 
 log = logging.getLogger("lshrs")
 T = TypeVar("T")
@@ -48,6 +51,8 @@ LOCK_WAIT_S = 120.0
 _HASH_PARAMS = ("dim", "num_tables", "num_bits", "seed", "id_bytes")
 # meta fields fixed at creation besides the parameters (kept across rebuilds)
 _LAYOUT_FIELDS = ("format", "planes", "group_bits", "small_max")
+# meta fields that are settings, not definition: kept across rebuilds
+_SETTINGS = ("next_id", "num_probes")
 
 
 class LSHRS:
@@ -63,7 +68,8 @@ class LSHRS:
         dim: vector dimension; inferred from the store or the first vectors.
         num_tables: hash tables (L). More tables, more recall and memory.
         num_bits: bits per table (K). More bits, smaller buckets.
-        num_probes: buckets visited per table at query time (multi-probe).
+        num_probes: buckets visited per table at query time (multi-probe);
+            default: the value `tune(apply=True)` saved with the index, else 12.
         seed: seed of the hyperplanes (drawn once, then stored in Redis).
         id_bytes: width of an id in the buckets: 4 (default, ids below 2**31) or 8 (any int64 id).
         redis: an existing redis-py client (``Redis`` or ``RedisCluster``).
@@ -87,7 +93,7 @@ class LSHRS:
         dim: int | None = None,
         num_tables: int | None = None,
         num_bits: int | None = None,
-        num_probes: int = DEFAULT_NUM_PROBES,
+        num_probes: int | None = None,
         seed: int | None = None,
         id_bytes: int | None = None,
         redis: Any = None,
@@ -102,7 +108,8 @@ class LSHRS:
         exact_below: int = DEFAULT_EXACT_BELOW,
     ) -> None:
         self.name = inputs.check_name(name)
-        self.num_probes = _positive("num_probes", num_probes)
+        self._probes_given = num_probes is not None
+        self.num_probes = DEFAULT_NUM_PROBES if num_probes is None else _positive("num_probes", num_probes)
         self.batch_size = _positive("batch_size", batch_size)
         self.show_progress = show_progress
         self.exact_below = exact_below
@@ -151,6 +158,8 @@ class LSHRS:
             raise ValueError(f"index {self.name!r} exists with other parameters: {detail}")
         planes = np.frombuffer(meta["planes"], dtype="<f4").reshape(params["dim"], -1).astype(np.float32)
         self.params = params
+        if not self._probes_given and "num_probes" in meta:
+            self.num_probes = int(meta["num_probes"])
         self.buckets.layout = Layout(
             id_bytes=params["id_bytes"],
             num_bits=params["num_bits"],
@@ -160,6 +169,13 @@ class LSHRS:
         self.hasher = Hasher(planes, params["num_tables"], params["num_bits"])
 
     def _create(self, dim: int) -> None:
+        fields = self._definition(dim)
+        if self.buckets.create_meta(fields):
+            log.info("created index %r: %s", self.name, {k: fields[k] for k in _HASH_PARAMS})
+        self._load(self.buckets.read_meta())
+
+    def _definition(self, dim: int) -> dict[str, Any]:
+        """The meta fields of a new index: the requested parameters (defaults for the rest) and fresh planes."""
         params = {
             "dim": dim,
             "num_tables": self._requested.get("num_tables", DEFAULT_NUM_TABLES),
@@ -169,15 +185,30 @@ class LSHRS:
         }
         planes = make_planes(dim, params["num_tables"], params["num_bits"], params["seed"])
         group_bits, small_max = server_layout(self.redis)
-        fields: dict[str, Any] = {
+        return {
             **params,
             "format": FORMAT_VERSION,
             "planes": planes.astype("<f4").tobytes(),
             "group_bits": min(group_bits, params["num_bits"]),
             "small_max": small_max,
         }
-        if self.buckets.create_meta(fields):
-            log.info("created index %r: %s", self.name, params)
+
+    def _redefine(self, dim: int, num_tables: int, num_bits: int, num_probes: int) -> None:
+        """Give the index new tables, bits and probes; `index()` then rebuilds the buckets from the store.
+
+        The meta hash is swapped in one step and marked ``build=redefine``:
+        an `index()` that finds the mark drops the old buckets before it
+        builds, so a rebuild interrupted at any point is finished by running
+        `index()` again. Seed, id width and the id counter carry over.
+        """
+        old = self.buckets.read_meta()
+        self._requested.update({k: v for k, v in self.params.items() if k in _HASH_PARAMS})
+        self._requested.update(dim=dim, num_tables=num_tables, num_bits=num_bits)
+        fields = {**self._definition(dim), "num_probes": num_probes, "build": build.REDEFINE}
+        if "next_id" in old:
+            fields["next_id"] = old["next_id"]
+        self.buckets.replace_meta(fields)
+        self._probes_given = False
         self._load(self.buckets.read_meta())
 
     def _ready(self, dim: int) -> Hasher:
@@ -335,7 +366,7 @@ class LSHRS:
         meta = self.buckets.read_meta()
         self.buckets.clear()
         if meta:
-            keep = {k: meta[k] for k in (*_HASH_PARAMS, *_LAYOUT_FIELDS, "next_id") if k in meta}
+            keep = {k: meta[k] for k in (*_HASH_PARAMS, *_LAYOUT_FIELDS, *_SETTINGS) if k in meta}
             self.buckets.create_meta(keep)
 
     def delete(self, ids: Any) -> int:
@@ -490,6 +521,60 @@ class LSHRS:
             return np.zeros(len(vectors), np.int64)
         pairs, _ = steps.run(search_candidates(self, vectors, probes), self._targets())
         return pairs.per_query(len(vectors))
+
+    # -- tuning ------------------------------------------------------------
+
+    def tune(
+        self,
+        vectors: Any = None,
+        *,
+        target_recall: float = 0.95,
+        top_k: int = 10,
+        sample_size: int = 20_000,
+        num_queries: int = 200,
+        grid: Mapping[str, Sequence[int]] | None = None,
+        apply: bool = False,
+        seed: int = 0,
+    ) -> TuneResult:
+        """Measure (num_tables, num_bits, num_probes) settings on a sample; report the fastest that meets the target.
+
+        Each (tables, bits) pair of the grid is built as a scratch index on
+        this Redis under a temporary name, over a `MemoryStore` holding the
+        sample, and deleted afterwards: this index's buckets and store are
+        only read. `num_queries` rows of the sample are held out as queries,
+        and their exact cosine top-k in the whole store (or among the given
+        vectors) is the truth. See `lshrs.tune`.
+
+        Args:
+            vectors: (n, d) vectors to tune on; default a uniform random
+                sample of up to `sample_size` stored rows (one scan of the
+                store, and a second for the queries' neighbours when the
+                store holds more rows than the sample).
+            target_recall: recall@top_k to reach, in (0, 1].
+            grid: optional lists under ``num_tables``, ``num_bits``,
+                ``num_probes``; missing keys take the defaults of `lshrs.tune`.
+            apply: make the chosen setting this index's parameters (only if
+                one met the target). New tables or bits rebuild the buckets
+                from the store; other processes using the index must reopen it.
+            seed: seed of the sample and the held-out queries.
+
+        Returns:
+            A `TuneResult`: every measured row, the chosen one (None when no
+            setting met the target), and a text table (``str(result)``).
+        """
+        from lshrs import tune
+
+        return tune.tune(
+            self,
+            vectors,
+            target_recall=target_recall,
+            top_k=top_k,
+            sample_size=sample_size,
+            num_queries=num_queries,
+            grid=grid,
+            apply=apply,
+            seed=seed,
+        )
 
     # -- lookups -----------------------------------------------------------
 
