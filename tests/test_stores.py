@@ -45,6 +45,11 @@ def test_put_get_in_requested_order(store):
     assert rows.metadata == [{"nested": {"a": [1, 2]}}, {"k": 5}, {"u": "ünï"}, None]
     bare = store.get(np.array([1, 5]), payload=False)
     assert bare.ids.tolist() == [1, 5] and bare.texts is None
+    # the vector-only read (RedisStore: one server-side call) keeps order, skips unknown ids
+    bare = store.get(np.array([9, 123, -3, 2**40]), payload=False)
+    assert bare.ids.tolist() == [9, -3, 2**40]
+    np.testing.assert_array_equal(bare.vectors, vectors[[2, 3, 4]])
+    assert len(store.get(np.array([123, 456]), payload=False)) == 0
     assert store.count() == 5 and store.dim() == 7
 
 

@@ -22,6 +22,26 @@ from lshrs.stores.sql import dump_metadata
 
 _OFFSET = 1 << 63
 
+# The vectors of many documents in one call (standalone Redis): ARGV[1] = key
+# prefix, ARGV[2] = ids separated by commas. Returns the vectors found,
+# concatenated, and the positions (0-based) of the ids they belong to. A
+# pipeline of one HMGET per id cost redis-py about 40 us per id in Python,
+# which made the candidate fetch the whole query time.
+_VECTORS = """
+local out, found, n = {}, {}, 0
+local position = 0
+for id in string.gmatch(ARGV[2], '[^,]+') do
+  local v = redis.call('HGET', ARGV[1] .. id, 'v')
+  if v then
+    n = n + 1
+    out[n] = v
+    found[n] = position
+  end
+  position = position + 1
+end
+return {table.concat(out), table.concat(found, ',')}
+"""
+
 
 def _member(i: int) -> bytes:
     return b"%020d" % (i + _OFFSET)
@@ -40,6 +60,8 @@ class RedisStore:
         self.client = client
         self._prefix = f"lshrs-docs:{check_name(name)}:".encode()
         self._ids_key = self._prefix + b"ids"
+        # a cluster forbids a script that builds key names across slots: it keeps the pipeline
+        self._vectors = None if hasattr(client, "get_node_from_key") else client.register_script(_VECTORS)
 
     def _key(self, i: int) -> bytes:
         return b"%s%d" % (self._prefix, i)
@@ -70,6 +92,8 @@ class RedisStore:
 
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
         ids = np.asarray(ids, np.int64)
+        if not payload and self._vectors is not None and len(ids):
+            return self._get_vectors(ids)
         fields = ("v", "t", "m") if payload else ("v",)
         pipe = self.client.pipeline(transaction=False)
         for i in ids.tolist():
@@ -85,6 +109,15 @@ class RedisStore:
             [None if replies[k][1] is None else replies[k][1].decode() for k in found] if payload else None,
             [None if replies[k][2] is None else json.loads(replies[k][2]) for k in found] if payload else None,
         )
+
+    def _get_vectors(self, ids: NDArray[np.int64]) -> Rows:
+        """Ids and vectors only, in one server-side call."""
+        assert self._vectors is not None
+        blob, positions = self._vectors(keys=[], args=[self._prefix, ",".join(map(str, ids.tolist()))])
+        if not blob:
+            return empty_rows(0)
+        found = np.array(positions.split(b","), dtype=np.int64)
+        return Rows(ids[found], np.frombuffer(blob, dtype="<f4").reshape(len(found), -1).astype(np.float32))
 
     def delete(self, ids: NDArray[np.int64]) -> int:
         ids_list = np.unique(np.asarray(ids, np.int64)).tolist()
