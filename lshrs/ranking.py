@@ -119,6 +119,17 @@ def inverse_norms(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     return inv.astype(np.float32)
 
 
+def matvec(matrix: NDArray[np.float32], vector: NDArray[np.float32]) -> NDArray[np.float32]:
+    """`matrix @ vector` without BLAS.
+
+    OpenBLAS spreads a product of a few thousand rows over its threads; on a
+    2-core machine also running Redis and Postgres those threads wait on each
+    other, and a 2,000 x 384 product took 16 ms where einsum takes 0.9 ms
+    (single-threaded BLAS: 0.3-0.7 ms, but that is a process-wide setting).
+    """
+    return np.einsum("ij,j->i", matrix, vector)  # type: ignore[no-any-return]
+
+
 def cosine_pairs(pairs: Pairs, queries: NDArray[np.float32], found: Rows) -> Pairs:
     """Exact cosine of every (query, candidate) pair whose vector was found, ranked.
 
@@ -136,7 +147,7 @@ def cosine_pairs(pairs: Pairs, queries: NDArray[np.float32], found: Rows) -> Pai
     qn = normalize(queries)
     inv = inverse_norms(found.vectors)
     if rows is None:
-        return rank(Pairs(kept.query, kept.ids, ((found.vectors @ qn[0]) * inv).astype(np.float64)))
+        return rank(Pairs(kept.query, kept.ids, (matvec(found.vectors, qn[0]) * inv).astype(np.float64)))
     # One gather and matrix-vector product per query: measured faster than
     # dense products over blocks of queries, which score every block row
     # against every query of the block.
@@ -145,7 +156,7 @@ def cosine_pairs(pairs: Pairs, queries: NDArray[np.float32], found: Rows) -> Pai
     for q, (lo, hi) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist())):
         if lo < hi:
             block = rows[lo:hi]
-            scores[lo:hi] = (found.vectors[block] @ qn[q]) * inv[block]
+            scores[lo:hi] = matvec(found.vectors[block], qn[q]) * inv[block]
     return rank(Pairs(kept.query, kept.ids, scores))
 
 
@@ -155,7 +166,8 @@ def exact_top_k(
     """Brute-force cosine top-k of every query over all given rows."""
     if len(ids) == 0:
         return Pairs(np.empty(0, np.int64), ids, np.empty(0))
-    scores = normalize(queries) @ normalize(vectors).T
+    unit = normalize(vectors)
+    scores = matvec(unit, normalize(queries)[0])[None, :] if len(queries) == 1 else normalize(queries) @ unit.T
     k = min(top_k, len(ids))
     best = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     query = np.repeat(np.arange(len(queries), dtype=np.int64), k)
