@@ -107,3 +107,13 @@ def test_index_over_each_store(store, redis_client, name):
         assert lsh.query(vectors[17], top_k=1)[0].id != 17
     finally:
         lsh.clear()
+
+
+def test_vector_reads_of_thousands_of_ids_keep_order(store):
+    """Candidate fetches span thousands of ids (RedisStore cuts them into chunks of 2,000 per script)."""
+    vectors = np.random.default_rng(1).standard_normal((4_500, 4)).astype(np.float32)
+    store.put(np.arange(4_500) * 2, vectors)
+    wanted = np.random.default_rng(2).permutation(9_000)  # odd ids are unknown
+    rows = store.get(wanted, payload=False)
+    assert rows.ids.tolist() == [i for i in wanted.tolist() if i % 2 == 0]
+    np.testing.assert_array_equal(rows.vectors, vectors[rows.ids // 2])

@@ -9,12 +9,14 @@ ascending scan `LSHRS.index()` needs without float-precision limits on ids.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from redis.exceptions import NoScriptError
 
 from lshrs.inputs import check_name
 from lshrs.stores.base import Metadata, Rows, empty_rows
@@ -26,7 +28,9 @@ _OFFSET = 1 << 63
 # prefix, ARGV[2] = ids separated by commas. Returns the vectors found,
 # concatenated, and the positions (0-based) of the ids they belong to. A
 # pipeline of one HMGET per id cost redis-py about 40 us per id in Python,
-# which made the candidate fetch the whole query time.
+# which made the candidate fetch the whole query time. Calls are cut into
+# chunks of _CHUNK ids and pipelined (one round trip), so no script holds the
+# server for long.
 _VECTORS = """
 local out, found, n = {}, {}, 0
 local position = 0
@@ -41,6 +45,8 @@ for id in string.gmatch(ARGV[2], '[^,]+') do
 end
 return {table.concat(out), table.concat(found, ',')}
 """
+_VECTORS_SHA = hashlib.sha1(_VECTORS.encode()).hexdigest()
+_CHUNK = 2_000
 
 
 def _member(i: int) -> bytes:
@@ -60,8 +66,8 @@ class RedisStore:
         self.client = client
         self._prefix = f"lshrs-docs:{check_name(name)}:".encode()
         self._ids_key = self._prefix + b"ids"
-        # a cluster forbids a script that builds key names across slots: it keeps the pipeline
-        self._vectors = None if hasattr(client, "get_node_from_key") else client.register_script(_VECTORS)
+        # a cluster forbids a script that builds key names across slots: it keeps the pipeline of HMGETs
+        self._scripted = not hasattr(client, "get_node_from_key")
 
     def _key(self, i: int) -> bytes:
         return b"%s%d" % (self._prefix, i)
@@ -92,7 +98,7 @@ class RedisStore:
 
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
         ids = np.asarray(ids, np.int64)
-        if not payload and self._vectors is not None and len(ids):
+        if not payload and self._scripted and len(ids):
             return self._get_vectors(ids)
         fields = ("v", "t", "m") if payload else ("v",)
         pipe = self.client.pipeline(transaction=False)
@@ -111,13 +117,26 @@ class RedisStore:
         )
 
     def _get_vectors(self, ids: NDArray[np.int64]) -> Rows:
-        """Ids and vectors only, in one server-side call."""
-        assert self._vectors is not None
-        blob, positions = self._vectors(keys=[], args=[self._prefix, ",".join(map(str, ids.tolist()))])
+        """Ids and vectors only, read by the server-side script in one round trip."""
+        starts = range(0, len(ids), _CHUNK)
+        try:
+            replies = self._run_vectors(ids, starts)
+        except NoScriptError:
+            self.client.script_load(_VECTORS)
+            replies = self._run_vectors(ids, starts)
+        blob = b"".join(blob for blob, _ in replies)
         if not blob:
             return empty_rows(0)
-        found = np.array(positions.split(b","), dtype=np.int64)
+        found = np.concatenate(
+            [np.array(positions.split(b","), np.int64) + lo for lo, (_, positions) in zip(starts, replies) if positions]
+        )
         return Rows(ids[found], np.frombuffer(blob, dtype="<f4").reshape(len(found), -1).astype(np.float32))
+
+    def _run_vectors(self, ids: NDArray[np.int64], starts: range) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for lo in starts:
+            pipe.evalsha(_VECTORS_SHA, 0, self._prefix, ",".join(map(str, ids[lo : lo + _CHUNK].tolist())))
+        return list(pipe.execute())
 
     def delete(self, ids: NDArray[np.int64]) -> int:
         ids_list = np.unique(np.asarray(ids, np.int64)).tolist()
