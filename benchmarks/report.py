@@ -9,7 +9,12 @@ import json
 import sys
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+from lshrs.index import DEFAULT_NUM_BITS, DEFAULT_NUM_PROBES, DEFAULT_NUM_TABLES  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
 TARGET_RECALL = 0.95
 MAX_RERANKED = 0.02
 LSHRS_MEMORY = "lshrs (memory)"
@@ -69,9 +74,22 @@ def _fmt(value: float | None, pattern: str) -> str:
     return "-" if value is None else pattern.format(value)
 
 
+def default_row(rows: list[dict]) -> dict | None:
+    """lshrs at the defaults in lshrs/index.py (memory store, no top_p), if the sweep measured them."""
+    wanted = (DEFAULT_NUM_TABLES, DEFAULT_NUM_BITS, DEFAULT_NUM_PROBES, None)
+    return next(
+        (
+            r
+            for r in rows
+            if r["engine"] == LSHRS_MEMORY and (r["num_tables"], r["num_bits"], r["num_probes"], r["top_p"]) == wanted
+        ),
+        None,
+    )
+
+
 def targets(rows: list[dict]) -> list[str]:
-    """The issue's targets, each as measured / bound, with the margin."""
-    mine, rs, old = best(rows, LSHRS_MEMORY), best(rows, REDISEARCH), _any(rows, OLD_LSHRS)
+    """The issue's targets, each as measured / bound, with the margin (memory and build at the defaults)."""
+    mine, rs, old = default_row(rows) or best(rows, LSHRS_MEMORY), best(rows, REDISEARCH), _any(rows, OLD_LSHRS)
     two_pct = best(rows, LSHRS_MEMORY, max_reranked=MAX_RERANKED)
     checks: list[tuple[str, float | None, float | None, str]] = []
     if mine and old and _bytes(old):
@@ -89,7 +107,9 @@ def targets(rows: list[dict]) -> list[str]:
                 checks.append(
                     (f"p50 at recall >= 0.95, {store} store <= {factor}x RediSearch", row["p50_ms"], bound, "<=")
                 )
-        checks.append(("query_many QPS > RediSearch single-client QPS", mine["batch_qps"], rs["single_qps"], ">="))
+        fast = best(rows, LSHRS_MEMORY)
+        if fast is not None:
+            checks.append(("query_many QPS > RediSearch single-client QPS", fast["batch_qps"], rs["single_qps"], ">="))
     if two_pct:
         checks.append(("recall@10 >= 0.95 reranking <= 2% of the corpus", two_pct["recall_at_10"], TARGET_RECALL, ">="))
     lines = ["| target | measured | bound | met | margin |", "| --- | ---: | ---: | --- | ---: |"]
@@ -212,9 +232,13 @@ def _cost_plot(result: dict, folder: Path, plt) -> None:
     names = [n for n, _ in chosen]
     left.barh(names, [_bytes(r) or 0 for _, r in chosen])
     left.set_xscale("log")
-    left.set_xlabel("bytes per vector (log)")
+    left.set_xlim(left=10)
+    left.set_xlabel("bytes per vector (log; lshrs: Redis only, the vectors stay in the store)")
     right.barh(names, [_build_rate(r) or 0 for _, r in chosen])
     right.set_xscale("log")
+    right.set_xlim(left=100)
+    for axis in (left, right):
+        axis.xaxis.set_minor_formatter(plt.NullFormatter())
     right.set_xlabel("build, vectors/s (log)")
     right.set_yticklabels([])
     fig.suptitle("memory and build rate (each engine at its headline setting)")
