@@ -9,44 +9,18 @@ ascending scan `LSHRS.index()` needs without float-precision limits on ids.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-from redis.exceptions import NoScriptError
 
 from lshrs.inputs import check_name
 from lshrs.stores.base import Metadata, Rows, empty_rows
 from lshrs.stores.sql import dump_metadata
 
 _OFFSET = 1 << 63
-
-# The vectors of many documents in one call (standalone Redis): ARGV[1] = key
-# prefix, ARGV[2] = ids separated by commas. Returns the vectors found,
-# concatenated, and the positions (0-based) of the ids they belong to. A
-# pipeline of one HMGET per id cost redis-py about 40 us per id in Python,
-# which made the candidate fetch the whole query time. Calls are cut into
-# chunks of _CHUNK ids and pipelined (one round trip), so no script holds the
-# server for long.
-_VECTORS = """
-local out, found, n = {}, {}, 0
-local position = 0
-for id in string.gmatch(ARGV[2], '[^,]+') do
-  local v = redis.call('HGET', ARGV[1] .. id, 'v')
-  if v then
-    n = n + 1
-    out[n] = v
-    found[n] = position
-  end
-  position = position + 1
-end
-return {table.concat(out), table.concat(found, ',')}
-"""
-_VECTORS_SHA = hashlib.sha1(_VECTORS.encode()).hexdigest()
-_CHUNK = 2_000
 
 
 def _member(i: int) -> bytes:
@@ -66,8 +40,6 @@ class RedisStore:
         self.client = client
         self._prefix = f"lshrs-docs:{check_name(name)}:".encode()
         self._ids_key = self._prefix + b"ids"
-        # a cluster forbids a script that builds key names across slots: it keeps the pipeline of HMGETs
-        self._scripted = not hasattr(client, "get_node_from_key")
 
     def _key(self, i: int) -> bytes:
         return b"%s%d" % (self._prefix, i)
@@ -98,8 +70,6 @@ class RedisStore:
 
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
         ids = np.asarray(ids, np.int64)
-        if not payload and self._scripted and len(ids):
-            return self._get_vectors(ids)
         fields = ("v", "t", "m") if payload else ("v",)
         pipe = self.client.pipeline(transaction=False)
         for i in ids.tolist():
@@ -115,28 +85,6 @@ class RedisStore:
             [None if replies[k][1] is None else replies[k][1].decode() for k in found] if payload else None,
             [None if replies[k][2] is None else json.loads(replies[k][2]) for k in found] if payload else None,
         )
-
-    def _get_vectors(self, ids: NDArray[np.int64]) -> Rows:
-        """Ids and vectors only, read by the server-side script in one round trip."""
-        starts = range(0, len(ids), _CHUNK)
-        try:
-            replies = self._run_vectors(ids, starts)
-        except NoScriptError:
-            self.client.script_load(_VECTORS)
-            replies = self._run_vectors(ids, starts)
-        blob = b"".join(blob for blob, _ in replies)
-        if not blob:
-            return empty_rows(0)
-        found = np.concatenate(
-            [np.array(positions.split(b","), np.int64) + lo for lo, (_, positions) in zip(starts, replies) if positions]
-        )
-        return Rows(ids[found], np.frombuffer(blob, dtype="<f4").reshape(len(found), -1).astype(np.float32))
-
-    def _run_vectors(self, ids: NDArray[np.int64], starts: range) -> list[Any]:
-        pipe = self.client.pipeline(transaction=False)
-        for lo in starts:
-            pipe.evalsha(_VECTORS_SHA, 0, self._prefix, ",".join(map(str, ids[lo : lo + _CHUNK].tolist())))
-        return list(pipe.execute())
 
     def delete(self, ids: NDArray[np.int64]) -> int:
         ids_list = np.unique(np.asarray(ids, np.int64)).tolist()
