@@ -125,16 +125,27 @@ def test_unreachable_target_reports_the_best_and_applies_nothing(make_index, red
     assert snapshot(redis_client, lsh) == before
 
 
-def test_scratch_indexes_are_removed_when_interrupted(make_index, redis_client):
+def test_scratch_indexes_are_removed_when_interrupted(make_index, redis_client, monkeypatch):
+    """A real Ctrl-C (SIGINT to this process) once every scratch index exists.
+
+    Sent from the first measurement rather than by a timer: on a fast
+    machine a small tune finished before a 0.5 s timer fired.
+    """
+    import lshrs.tune
+
     lsh = make_index()
-    fire = signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGINT))  # a real Ctrl-C
-    try:
-        signal.setitimer(signal.ITIMER_REAL, 0.5)
-        with pytest.raises(KeyboardInterrupt):
-            lsh.tune(CORPUS, num_queries=50, grid={"num_tables": [4, 8, 12, 16, 20, 24], "num_bits": [4, 6, 8, 10]})
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, fire)
+    measured = lshrs.tune.measure_probes
+    seen: list[int] = []
+
+    def interrupted(*args, **kwargs):
+        seen.append(len(scratch_keys(redis_client)))
+        os.kill(os.getpid(), signal.SIGINT)
+        return measured(*args, **kwargs)
+
+    monkeypatch.setattr(lshrs.tune, "measure_probes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        lsh.tune(CORPUS, num_queries=50, grid={"num_tables": [4, 8, 12], "num_bits": [4, 6]})
+    assert len(seen) == 1 and seen[0] > 0  # interrupted once, with scratch keys in Redis
     assert scratch_keys(redis_client) == []
     assert lsh.store.count() == 0 and not list(redis_client.scan_iter(match=f"lshrs:{lsh.name}:*"))
 
