@@ -323,11 +323,18 @@ class LSHRS:
         except GeneratorExit:
             raise  # the driver was interrupted and cannot run a step: the stripes expire after LOCK_TTL_MS
         except BaseException:
-            yield call("buckets", "unlock", stripes, token)
+            try:
+                yield call("buckets", "unlock", stripes, token)
+            except Exception:  # Redis gone too: the stripes expire after LOCK_TTL_MS; the first error matters
+                log.warning("index %r: could not release the writer lock", self.name, exc_info=True)
             yield call("interrupts", "release")
             raise
-        yield call("buckets", "unlock", stripes, token)
-        yield call("interrupts", "release")  # raises a Ctrl-C that came meanwhile, now that the writes are whole
+        # The handler must come back even when the unlock fails (Redis gone after the writes):
+        # otherwise this process would swallow every later Ctrl-C.
+        try:
+            yield call("buckets", "unlock", stripes, token)
+        finally:
+            yield call("interrupts", "release")  # raises a Ctrl-C that came meanwhile, now that the writes are whole
         return result
 
     def _validate_batch(self, texts: list[str] | None, vectors: Any, ids: Any, metadata: Any) -> Rows:

@@ -208,3 +208,27 @@ def test_ctrl_c_during_a_write_is_raised_after_the_buckets_caught_up(make_index)
     with pytest.raises(KeyboardInterrupt):  # and the writer lock was released: the next write proceeds
         lsh.ingest(vectors=clustered(5, dim=8, seed=2), ids=np.arange(30, 35))
     assert lsh.count() == 35
+
+
+def test_ctrl_c_handler_comes_back_when_redis_fails_mid_write(make_index, monkeypatch):
+    """A write that fails with Redis unreachable (so the unlock fails too) must not leave
+    lshrs' deferring SIGINT handler installed: this process would swallow every later Ctrl-C."""
+    from lshrs.buckets import Buckets
+
+    lsh = make_index()
+    lsh.ingest(vectors=np.eye(4, 8, dtype=np.float32))
+    before = signal.getsignal(signal.SIGINT)
+
+    def unreachable(*args, **kwargs):
+        raise redis.ConnectionError("Redis went away")
+
+    monkeypatch.setattr(Buckets, "apply", unreachable)
+    monkeypatch.setattr(Buckets, "unlock", unreachable)
+    with pytest.raises(redis.ConnectionError):
+        lsh.ingest(vectors=np.eye(4, 8, k=2, dtype=np.float32))
+    assert signal.getsignal(signal.SIGINT) is before
+    monkeypatch.undo()
+    monkeypatch.setattr(Buckets, "unlock", unreachable)  # the writes land, then the unlock fails
+    with pytest.raises(redis.ConnectionError):
+        lsh.ingest(vectors=np.eye(4, 8, k=3, dtype=np.float32))
+    assert signal.getsignal(signal.SIGINT) is before
