@@ -37,6 +37,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
+from core import used_memory  # noqa: E402
 from servers import Postgres, RedisServer, free_port, pgserver_bindir, wait_until  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / "cache"
@@ -172,10 +173,6 @@ class RedisStackServer:
         self.proc.terminate()
         self.proc.wait(10)
         shutil.rmtree(self.workdir, ignore_errors=True)
-
-
-def used_memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])
 
 
 class RediSearchHNSW:

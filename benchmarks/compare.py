@@ -36,6 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 import alternatives  # noqa: E402
 import realdata  # noqa: E402
 import report  # noqa: E402
+from core import used_memory  # noqa: E402
 from servers import Postgres, RedisServer, debian_pg_bindir  # noqa: E402
 
 from lshrs import LSHRS, MemoryStore, PostgresStore, RedisStore, SQLiteStore, __version__  # noqa: E402
@@ -58,10 +59,6 @@ GRID = {
 }
 QUICK_GRID = {(16, 14): [32, 128], (24, 14): [64]}
 TOP_P = [None, 0.25]
-
-
-def used_memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])
 
 
 class Lshrs:

@@ -45,6 +45,7 @@ import redis
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")]
 
+from core import used_memory  # noqa: E402
 from scale import Corpus, Truth, code_state, load_average, pg_sizes, recall  # noqa: E402
 from servers import Postgres, RedisServer, debian_pg_bindir  # noqa: E402
 
@@ -152,10 +153,6 @@ def make_data(n: int, dim: int, n_queries: int, chunk: int) -> Data:
 
 
 # -- stores and their servers ---------------------------------------------------
-
-
-def used_memory(client: redis.Redis) -> int:
-    return int(client.info("memory")["used_memory"])
 
 
 def rss_bytes() -> int:
