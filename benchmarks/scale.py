@@ -265,7 +265,7 @@ def get_plan(store: PostgresStore, lsh: LSHRS, query: np.ndarray) -> list[str]:
 
 
 def candidates_ids(lsh: LSHRS, queries: np.ndarray) -> np.ndarray:
-    pairs, _ = steps.run(search.candidates(lsh, queries, lsh.num_probes), lsh._targets())  # internal: the ids
+    pairs, _, _ = steps.run(search.candidates(lsh, queries, lsh.num_probes), lsh._targets())  # internal: the ids
     return np.asarray(pairs.ids, np.int64)
 
 

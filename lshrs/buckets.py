@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import secrets
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -124,8 +125,8 @@ return removed
 # slots): read many buckets in one call. ARGV[1] = the index's key prefix,
 # ARGV[2] = "table.group.field" tokens separated by spaces. Returns three
 # strings: every bucket's members concatenated, the byte length of each
-# bucket ("12,0,48,..."), and the index's entry count (saves a round trip per
-# query). One packed reply instead of one reply per bucket: redis-py's
+# bucket ("12,0,48,..."), the index's entry count and its generation (saves a
+# round trip per query). One packed reply instead of one reply per bucket: redis-py's
 # pure-Python parser spent about 1 ms per query on 150 separate replies.
 _READ_MANY = """
 local out, lens, n = {}, {}, 0
@@ -135,7 +136,8 @@ for t, g, f in string.gmatch(ARGV[2], '(%d+)%.(%d+)%.(%d+)') do
   out[n] = redis.call('HGET', hash, f) or redis.call('GET', hash .. ':' .. f) or ''
   lens[n] = #out[n]
 end
-return {table.concat(out), table.concat(lens, ','), redis.call('HGET', ARGV[1] .. 'meta', 'entries') or '0'}
+local meta = redis.call('HMGET', ARGV[1] .. 'meta', 'entries', 'generation')
+return {table.concat(out), table.concat(lens, ','), meta[1] or '0', meta[2] or ''}
 """
 
 # One group (cluster path): KEYS = [hash, large string of each field...], ARGV = fields.
@@ -250,11 +252,21 @@ def server_layout(client: Any) -> tuple[int, int]:
     return group_bits, min(DEFAULT_SMALL_MAX, value)
 
 
-def _unpack_many(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int]:
-    """The reply of _READ_MANY: (members, byte size of each bucket, entry count)."""
-    blob, lengths, entries = replies[0]
+# What a bucket read returns: member ids of every bucket concatenated, each
+# bucket's member count, the index's entry count and its generation.
+Fetched = tuple[NDArray[np.int64], NDArray[np.int64], int, bytes]
+
+
+def _unpack_many(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int, bytes]:
+    """The reply of _READ_MANY: (members, byte size of each bucket, entry count, generation)."""
+    blob, lengths, entries, generation = replies[0]
     sizes = np.array(lengths.split(b","), dtype=np.int64) if lengths else np.empty(0, np.int64)
-    return blob, sizes, int(entries)
+    return blob, sizes, int(entries), generation or b""
+
+
+def fresh_generation() -> int:
+    """A random start for a new index's generation, so a cleared and re-created index never repeats one."""
+    return secrets.randbits(62)
 
 
 class Buckets:
@@ -388,6 +400,10 @@ class Buckets:
         _, scripts = self.async_client()
         await scripts["unlock"](keys=[self.lock_key], args=[token, *stripes])
 
+    def generation(self) -> bytes:
+        """The index's generation: it moves whenever bucket entries are removed (a vector replaced or deleted)."""
+        return self.client.hget(self.meta_key, "generation") or b""
+
     def entry_count(self) -> int:
         """Bucket entries written minus removed (each indexed id has one per table)."""
         value = self.client.hget(self.meta_key, "entries")
@@ -469,6 +485,8 @@ class Buckets:
         for keys, args in remove.groups if remove is not None else []:
             calls.append(("remove", keys, [self.layout.id_bytes, *args]))
         n_remove = len(calls)
+        if n_remove:  # tells every process's sketch cache that a vector may have changed (sketch.py)
+            calls.append(("hincrby", [self.meta_key], ["generation", 1]))
         if add is not None:
             calls += [("append", keys, [self.layout.small_max, *args]) for keys, args in add.groups]
             # the added count is known up front, so it rides in the same pipeline
@@ -477,28 +495,24 @@ class Buckets:
 
     # -- reads ------------------------------------------------------------
 
-    def fetch(
-        self, tables: NDArray[np.int64], codes: NDArray[np.int64]
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+    def fetch(self, tables: NDArray[np.int64], codes: NDArray[np.int64]) -> Fetched:
         """Read the buckets (tables[i], codes[i]) in one round trip (one per shard on a cluster).
 
         Returns:
             The concatenated member ids of all buckets, each bucket's member
-            count, and the index's entry count read in the same trip.
+            count, and the index's entry count and generation read in the same trip.
         """
         calls, parse = self._fetch_calls(tables, codes)
         return self._members(parse(self._run(calls)))
 
-    async def afetch(
-        self, tables: NDArray[np.int64], codes: NDArray[np.int64]
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
+    async def afetch(self, tables: NDArray[np.int64], codes: NDArray[np.int64]) -> Fetched:
         calls, parse = self._fetch_calls(tables, codes)
         return self._members(parse(await self._arun(calls)))
 
     def _fetch_calls(
         self, tables: NDArray[np.int64], codes: NDArray[np.int64]
-    ) -> tuple[list[Call], Callable[[list[Any]], tuple[bytes, NDArray[np.int64], int]]]:
-        """The calls that read the buckets, and how to turn their replies into (members, byte sizes, count)."""
+    ) -> tuple[list[Call], Callable[[list[Any]], tuple[bytes, NDArray[np.int64], int, bytes]]]:
+        """The calls that read the buckets, and how to parse their replies (members, sizes, count, generation)."""
         grp, field = self._split(codes)
         if not self._cluster:
             tokens = " ".join(map("%d.%d.%d".__mod__, zip(tables.tolist(), grp.tolist(), field.tolist())))
@@ -513,23 +527,23 @@ class Buckets:
             hash_key = self._hash_key(t, g)
             keys = [hash_key] + [b"%s:%d" % (hash_key, fields[i]) for i in members]
             calls.append(("read_group", keys, [fields[i] for i in members]))
-        calls.append(("hget", [self.meta_key], ["entries"]))
+        calls.append(("hmget", [self.meta_key], ["entries", "generation"]))
 
-        def parse(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int]:
+        def parse(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int, bytes]:
             blobs: list[bytes] = [b""] * len(fields)
             for members, values in zip(by_group.values(), replies):
                 for i, value in zip(members, values):
                     blobs[i] = value
             sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
-            return b"".join(blobs), sizes, int(replies[-1] or 0)
+            entries, generation = replies[-1]
+            return b"".join(blobs), sizes, int(entries or 0), generation or b""
 
         return calls, parse
 
-    def _members(
-        self, packed: tuple[bytes, NDArray[np.int64], int]
-    ) -> tuple[NDArray[np.int64], NDArray[np.int64], int]:
-        blob, sizes, entries = packed
-        return np.frombuffer(blob, dtype=self._dtype).astype(np.int64), sizes // self.layout.id_bytes, entries
+    def _members(self, packed: tuple[bytes, NDArray[np.int64], int, bytes]) -> Fetched:
+        blob, sizes, entries, generation = packed
+        ids = np.frombuffer(blob, dtype=self._dtype).astype(np.int64)
+        return ids, sizes // self.layout.id_bytes, entries, generation
 
     # -- housekeeping -----------------------------------------------------
 

@@ -13,11 +13,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lshrs import audit, build, connection, embedded, filters, inputs, steps
-from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, server_layout
+from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, fresh_generation, server_layout
 from lshrs.embeddings import Embedder, make_embedder
 from lshrs.hashing import Hasher, make_planes
 from lshrs.search import Hit, Pages, Request, query_steps
 from lshrs.search import candidates as search_candidates
+from lshrs.sketch import DEFAULT_CAPACITY as DEFAULT_SKETCH_CAPACITY
+from lshrs.sketch import SketchCache
 from lshrs.steps import Steps, call
 from lshrs.stores.base import Metadata, Rows, Store
 
@@ -75,7 +77,7 @@ class LSHRS:
         num_tables: hash tables (L). More tables, more recall and memory.
         num_bits: bits per table (K). More bits, smaller buckets.
         num_probes: buckets visited per table at query time (multi-probe);
-            default: the value `tune(apply=True)` saved with the index, else 12.
+            default: the value `tune(apply=True)` saved with the index, else 128.
         seed: seed of the hyperplanes (drawn once, then stored in Redis).
         id_bytes: width of an id in the buckets: 4 (default, ids below 2**31) or 8 (any int64 id).
         redis: an existing redis-py client (``Redis`` or ``RedisCluster``).
@@ -90,6 +92,9 @@ class LSHRS:
         batch_size: rows per batch in index() and ingest().
         show_progress: show a progress bar in index().
         exact_below: scan the store exactly while the index holds fewer vectors.
+        sketch_cache: how many vectors' 256-bit sketches this process keeps
+            (about 40 bytes each) to choose what a `top_p` query reranks;
+            0 ranks by collision count instead. See `warm()`.
     """
 
     def __init__(
@@ -112,6 +117,7 @@ class LSHRS:
         batch_size: int = DEFAULT_BATCH_SIZE,
         show_progress: bool = False,
         exact_below: int = DEFAULT_EXACT_BELOW,
+        sketch_cache: int = DEFAULT_SKETCH_CAPACITY,
     ) -> None:
         self.name = inputs.check_name(name)
         self._probes_given = num_probes is not None
@@ -119,6 +125,8 @@ class LSHRS:
         self.batch_size = _positive("batch_size", batch_size)
         self.show_progress = show_progress
         self.exact_below = exact_below
+        self.sketch_capacity = _non_negative("sketch_cache", sketch_cache)
+        self.sketches: SketchCache | None = None
         self.redis, self._owns_client = connection.connect(redis, redis_url, data_dir)
         self._async_redis = async_redis
         self._pages: Pages | None = None
@@ -173,6 +181,8 @@ class LSHRS:
             small_max=int(meta["small_max"]),
         )
         self.hasher = Hasher(planes, params["num_tables"], params["num_bits"])
+        if self.sketch_capacity and (self.sketches is None or self.sketches.dim != params["dim"]):
+            self.sketches = SketchCache(params["dim"], capacity=self.sketch_capacity)
 
     def _create(self, dim: int) -> None:
         fields = self._definition(dim)
@@ -197,6 +207,7 @@ class LSHRS:
             "planes": planes.astype("<f4").tobytes(),
             "group_bits": min(group_bits, params["num_bits"]),
             "small_max": small_max,
+            "generation": fresh_generation(),
         }
 
     def _redefine(self, dim: int, num_tables: int, num_bits: int, num_probes: int) -> None:
@@ -380,7 +391,7 @@ class LSHRS:
         self.buckets.clear()
         if meta:
             keep = {k: meta[k] for k in (*_HASH_PARAMS, *_LAYOUT_FIELDS, *_SETTINGS) if k in meta}
-            self.buckets.create_meta(keep)
+            self.buckets.create_meta({**keep, "generation": fresh_generation()})
 
     def delete(self, ids: Any) -> int:
         """Remove documents from the buckets, then from the store.
@@ -423,6 +434,31 @@ class LSHRS:
 
     # -- queries -----------------------------------------------------------
 
+    def warm(self) -> int:
+        """Sketch every stored vector into this process's sketch cache, so `top_p` queries start warm.
+
+        Without it the cache fills as queries read vectors. One scan of the
+        store (ids and vectors only); stops when the cache is full.
+
+        Returns:
+            How many sketches were added.
+        """
+        if self.sketches is None or (self.hasher is None and not self._attach()):
+            return 0
+        assert self.sketches is not None
+        self.sketches.sync(self.buckets.generation())
+        added = 0
+        pages = Pages(self.store)
+        for rows in pages.scan(self.batch_size, payload=False):
+            added += self._learn_sketches(rows)
+            if len(self.sketches) >= self.sketches.capacity:
+                break
+        return added
+
+    def _learn_sketches(self, rows: Rows) -> int:
+        """Keep the sketches of vectors a query has read (a step of the query, see search.py)."""
+        return 0 if self.sketches is None or not len(rows) else self.sketches.add(rows.ids, rows.vectors)
+
     def query(
         self,
         query: str | Any,
@@ -437,9 +473,13 @@ class LSHRS:
 
         Args:
             top_k: results wanted; a reranked query returns min(top_k, rows).
-            top_p: fraction in (0, 1] of the LSH candidates, ranked by
-                collision count, whose vectors are fetched and reranked by
-                exact cosine (never fewer than top_k). None reranks them all.
+            top_p: fraction in (0, 1] of the LSH candidates whose vectors
+                are fetched and reranked by exact cosine (never fewer than
+                top_k). None reranks them all. Candidates are ranked by
+                sketch distance where this process knows their sketch (it
+                learns them from the vectors it reads, or from `warm()`),
+                else by collision count; the unknown ones get a share of
+                their own, so a cold process reranks up to twice as many.
             rerank: False skips the store and ranks ids by collision count.
             num_probes: buckets visited per table (default: the instance's).
             filter: only documents whose metadata has these key/values (a
@@ -532,7 +572,7 @@ class LSHRS:
         probes = _positive("num_probes", self.num_probes if num_probes is None else num_probes)
         if self.hasher is None and not self._attach():
             return np.zeros(len(vectors), np.int64)
-        pairs, _ = steps.run(search_candidates(self, vectors, probes), self._targets())
+        pairs, _, _ = steps.run(search_candidates(self, vectors, probes), self._targets())
         return pairs.per_query(len(vectors))
 
     # -- tuning ------------------------------------------------------------
@@ -745,6 +785,14 @@ def _check_params(params: dict[str, int]) -> None:
     for key in ("dim", "num_tables"):
         if key in params:
             _positive(key, params[key])
+
+
+def _non_negative(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"{name}: expected >= 0, got {value}")
+    return value
 
 
 def _positive(name: str, value: Any) -> int:

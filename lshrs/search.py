@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lshrs import filters, ranking
+from lshrs.sketch import SketchCache
 from lshrs.steps import Steps, call
 from lshrs.stores.base import Metadata, Rows
 
@@ -88,23 +89,51 @@ def _search(lsh: LSHRS, vecs: NDArray[np.float32], req: Request, probes: int) ->
     round trip on every query of a large index.
     """
     assert lsh.hasher is not None
-    found, count = yield from candidates(lsh, vecs, probes)
+    found, count, generation = yield from candidates(lsh, vecs, probes)
     if req.rerank and count < lsh.exact_below:
         return (yield from _exact(lsh, vecs, req.top_k, req.predicate)), count
     if not req.rerank:
         scaled = ranking.Pairs(found.query, found.ids, found.value / lsh.hasher.num_tables)
         return ranking.head(scaled, np.full(len(vecs), req.top_k)), count
-    chosen = ranking.head(found, ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p))
+    limits = ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
+    cache = lsh.sketches if req.top_p is not None else None
+    chosen = ranking.head(found, limits) if cache is None else _by_sketch(cache, found, vecs, limits, generation)
     wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
-    found = yield call("store", "get", wanted, payload=False)
-    scored = ranking.cosine_pairs(chosen, vecs, found)
+    rows = yield call("store", "get", wanted, payload=False)
+    if cache is not None:
+        yield call("lsh", "_learn_sketches", rows)
+    scored = ranking.cosine_pairs(chosen, vecs, rows)
     if req.predicate is not None:
         return (yield from filters.first_passing(scored, len(vecs), req.top_k, req.predicate)), count
     return ranking.head(scored, np.full(len(vecs), req.top_k)), count
 
 
-def candidates(lsh: LSHRS, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int]]:
-    """Ids in the probed buckets with their collision counts, ranked per query; and the index size."""
+def _by_sketch(
+    cache: SketchCache,
+    found: ranking.Pairs,
+    vecs: NDArray[np.float32],
+    limits: NDArray[np.int64],
+    generation: bytes,
+) -> ranking.Pairs:
+    """What a top_p query reranks: the best `limits[q]` candidates by sketch, plus as many unknown ones by count.
+
+    Candidates whose sketch this process has not seen yet keep their
+    collision-count order and a quota of their own, so a cold cache costs
+    at most twice the reranking of a warm one and learns as it goes.
+    """
+    cache.sync(generation)
+    known, sketches = cache.lookup(found.ids)
+    if not known.any():
+        return ranking.head(found, limits)
+    similarity = cache.similarity(cache.sketch(vecs)[found.query[known]], sketches)
+    by_sketch = ranking.rank(ranking.Pairs(found.query[known], found.ids[known], similarity))
+    chosen = ranking.Pairs.concat(ranking.head(by_sketch, limits), ranking.head(found.take(~known), limits))
+    order = np.argsort(chosen.query, kind="stable")  # cosine_pairs wants each query's pairs together
+    return ranking.Pairs(chosen.query[order], chosen.ids[order], chosen.value[order])
+
+
+def candidates(lsh: LSHRS, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int, bytes]]:
+    """Ids in the probed buckets with their collision counts, ranked per query; the index size and generation."""
     hasher = lsh.hasher
     assert hasher is not None
     codes = hasher.probes(vecs, probes)  # (n, tables, probes)
@@ -112,10 +141,11 @@ def candidates(lsh: LSHRS, vecs: NDArray[np.float32], probes: int) -> Steps[tupl
     slot_bucket = (tables[None] << hasher.num_bits | codes).reshape(-1)
     unique_buckets, slot_key = np.unique(slot_bucket, return_inverse=True)
     mask = (1 << hasher.num_bits) - 1
-    members, sizes, entries = yield call("buckets", "fetch", unique_buckets >> hasher.num_bits, unique_buckets & mask)
+    fetched = yield call("buckets", "fetch", unique_buckets >> hasher.num_bits, unique_buckets & mask)
+    members, sizes, entries, generation = fetched
     slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
     queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
-    return ranking.count_collisions(queries, ids), entries // hasher.num_tables
+    return ranking.count_collisions(queries, ids), entries // hasher.num_tables, generation
 
 
 def _exact(

@@ -522,7 +522,7 @@ def probed(scratch: LSHRS, queries: NDArray[np.float32], num_probes: int) -> ran
     """The distinct candidate ids of every query (the probes' buckets), in chunks of QUERY_CHUNK queries."""
     parts = []
     for lo in range(0, len(queries), QUERY_CHUNK):
-        found, _ = steps.run(candidates(scratch, queries[lo : lo + QUERY_CHUNK], num_probes), scratch._targets())
+        found, _, _ = steps.run(candidates(scratch, queries[lo : lo + QUERY_CHUNK], num_probes), scratch._targets())
         parts.append(ranking.Pairs(found.query + lo, found.ids, found.value))
     return ranking.Pairs.concat(*parts)
 
