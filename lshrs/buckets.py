@@ -47,6 +47,8 @@ FORMAT_VERSION = 2
 DEFAULT_GROUP_BITS = 6
 DEFAULT_SMALL_MAX = 64
 _SCAN_COUNT = 1000
+# Buckets per call of the packed append script: a few milliseconds of server time each.
+_PACKED_BUCKETS = 2048
 
 # One key: create the meta hash only if it does not exist yet, so two
 # processes creating the same index race safely (the loser reads the winner's).
@@ -81,6 +83,42 @@ for i = 2, #KEYS do
       redis.call('SET', KEYS[i], value)
     else
       redis.call('HSET', KEYS[1], field, value)
+    end
+  end
+end
+return 0
+"""
+
+# Standalone Redis only (it builds key names): _APPEND for many groups in one
+# call. ARGV = [small_max, the index's key prefix, "table.group:buckets"
+# tokens separated by spaces, one byte per bucket with its field, a
+# little-endian uint32 per bucket with its byte length, every bucket's ids
+# concatenated]. A bucket is read from its group hash first, where nearly all
+# of them live, and from its own string only when the hash lacks it.
+_APPEND_PACKED = """
+local limit, prefix, fields, lengths, ids = tonumber(ARGV[1]), ARGV[2], ARGV[4], ARGV[5], ARGV[6]
+local b, pos = 0, 1
+for tag, n in string.gmatch(ARGV[3], '(%d+%.%d+):(%d+)') do
+  local hash = prefix .. 'b:{' .. tag .. '}'
+  for _ = 1, tonumber(n) do
+    b = b + 1
+    local f = string.byte(fields, b)
+    local l1, l2, l3, l4 = string.byte(lengths, 4 * b - 3, 4 * b)
+    local size = l1 + 256 * (l2 + 256 * (l3 + 256 * l4))
+    local add = string.sub(ids, pos, pos + size - 1)
+    pos = pos + size
+    local small = redis.call('HGET', hash, f)
+    local large = (not small) and redis.call('GET', hash .. ':' .. f)
+    if large then
+      redis.call('SET', hash .. ':' .. f, large .. add)
+    else
+      local value = (small or '') .. add
+      if #value > limit then
+        redis.call('HDEL', hash, f)
+        redis.call('SET', hash .. ':' .. f, value)
+      else
+        redis.call('HSET', hash, f, value)
+      end
     end
   end
 end
@@ -179,6 +217,7 @@ return 0
 """
 
 _SCRIPTS = {
+    "append_packed": _APPEND_PACKED,
     "lock": _LOCK,
     "unlock": _UNLOCK,
     "create": _CREATE_META,
@@ -218,10 +257,15 @@ def _queue(pipe: Any, name: str, keys: list[Any], args: list[Any], by_sha: bool,
 
 @dataclass(frozen=True)
 class BucketWrites:
-    """Per bucket group, the script keys and the (field, packed ids) arguments."""
+    """(table, code, id) entries sorted by table, code and id: what one write adds or removes."""
 
-    groups: list[tuple[list[bytes], list[bytes]]]
-    entries: int
+    tables: NDArray[np.int64]
+    codes: NDArray[np.int64]
+    ids: NDArray[np.int64]
+
+    @property
+    def entries(self) -> int:
+        return len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -436,29 +480,77 @@ class Buckets:
         self, table_idx: NDArray[np.int64], flat_codes: NDArray[np.int64], entry_ids: NDArray[np.int64]
     ) -> BucketWrites:
         """`group` for arbitrary (table, code, id) entries, e.g. the differences `repair()` fixes."""
-        width = self.layout.id_bytes
-        order = np.lexsort((entry_ids, flat_codes, table_idx))
-        t_sorted, c_sorted = table_idx[order], flat_codes[order]
-        packed = entry_ids[order].astype(self._dtype).tobytes()
-        if not len(order):
-            return BucketWrites([], entries=0)
-        starts = np.flatnonzero(np.r_[True, (t_sorted[1:] != t_sorted[:-1]) | (c_sorted[1:] != c_sorted[:-1])])
-        bounds = np.r_[starts, len(order)] * width
-        grp, field = self._split(c_sorted[starts])
-        new_group = np.r_[True, (t_sorted[starts][1:] != t_sorted[starts][:-1]) | (grp[1:] != grp[:-1])]
+        if len(entry_ids) < 2 or bool(np.all(entry_ids[1:] >= entry_ids[:-1])):
+            # ids already ascending (a build's scan, a sorted batch): one stable sort by bucket
+            order = np.argsort(table_idx << 32 | flat_codes, kind="stable")
+        else:
+            order = np.lexsort((entry_ids, flat_codes, table_idx))
+        return BucketWrites(table_idx[order], flat_codes[order], entry_ids[order])
+
+    def _bucket_runs(self, writes: BucketWrites) -> tuple[NDArray[np.int64], ...]:
+        """Per distinct bucket: table, group, field, and the byte range of its ids in the packed ids."""
+        t, c = writes.tables, writes.codes
+        starts = np.flatnonzero(np.r_[True, (t[1:] != t[:-1]) | (c[1:] != c[:-1])])
+        bounds = np.r_[starts, len(t)] * self.layout.id_bytes
+        grp, field = self._split(c[starts])
+        return t[starts], grp, field, bounds[:-1], bounds[1:]
+
+    def _script_groups(self, writes: BucketWrites) -> list[tuple[list[bytes], list[bytes]]]:
+        """Per bucket group: the keys and (field, ids) arguments of the per-bucket scripts (removes, clusters)."""
+        packed = writes.ids.astype(self._dtype).tobytes()
+        tables, grp, field, lo, hi = self._bucket_runs(writes)
+        new_group = np.r_[True, (tables[1:] != tables[:-1]) | (grp[1:] != grp[:-1])]
         groups: list[tuple[list[bytes], list[bytes]]] = []
         keys: list[bytes] = []
         args: list[bytes] = []
         hash_key = b""
-        columns = (new_group, t_sorted[starts], grp, field, bounds[:-1], bounds[1:])
-        for first, t, g, f, lo, hi in zip(*(c.tolist() for c in columns)):
+        for first, t, g, f, a, b in zip(*(c.tolist() for c in (new_group, tables, grp, field, lo, hi))):
             if first:
                 hash_key = self._hash_key(t, g)
                 keys, args = [hash_key], []
                 groups.append((keys, args))
             keys.append(b"%s:%d" % (hash_key, f))
-            args += [b"%d" % f, packed[lo:hi]]
-        return BucketWrites(groups, entries=len(order))
+            args += [b"%d" % f, packed[a:b]]
+        return groups
+
+    def _packed_appends(self, writes: BucketWrites) -> list[list[bytes]]:
+        """ARGV of the packed append script, about `_PACKED_BUCKETS` buckets per call.
+
+        Six arguments per call instead of three per bucket: redis-py's
+        Python command packing of about a million arguments was half of a
+        122k-vector build (benchmarks/results/compare.md).
+        """
+        packed = writes.ids.astype(self._dtype).tobytes()
+        tables, grp, field, lo, hi = self._bucket_runs(writes)
+        group_starts = np.flatnonzero(np.r_[True, (tables[1:] != tables[:-1]) | (grp[1:] != grp[:-1])])
+        group_sizes = np.diff(np.r_[group_starts, len(tables)])
+        lengths = (hi - lo).astype("<u4")
+        calls: list[list[bytes]] = []
+        first_group = 0
+        while first_group < len(group_starts):
+            last_group = int(np.searchsorted(group_starts, group_starts[first_group] + _PACKED_BUCKETS))
+            last_group = max(last_group, first_group + 1)
+            a = int(group_starts[first_group])
+            b = int(group_starts[last_group]) if last_group < len(group_starts) else len(tables)
+            picked = group_starts[first_group:last_group]
+            tags = b" ".join(
+                b"%d.%d:%d" % row
+                for row in zip(
+                    tables[picked].tolist(), grp[picked].tolist(), group_sizes[first_group:last_group].tolist()
+                )
+            )
+            calls.append(
+                [
+                    b"%d" % self.layout.small_max,
+                    self.prefix,
+                    tags,
+                    field[a:b].astype(np.uint8).tobytes(),
+                    lengths[a:b].tobytes(),
+                    packed[int(lo[a]) : int(hi[b - 1])],
+                ]
+            )
+            first_group = last_group
+        return calls
 
     def apply(self, add: BucketWrites | None = None, remove: BucketWrites | None = None) -> int:
         """Remove then append entries in one pipeline; returns entries removed.
@@ -482,13 +574,16 @@ class Buckets:
 
     def _apply_calls(self, add: BucketWrites | None, remove: BucketWrites | None) -> tuple[list[Call], int]:
         calls: list[Call] = []
-        for keys, args in remove.groups if remove is not None else []:
+        for keys, args in self._script_groups(remove) if remove is not None else []:
             calls.append(("remove", keys, [self.layout.id_bytes, *args]))
         n_remove = len(calls)
         if n_remove:  # tells every process's sketch cache that a vector may have changed (sketch.py)
             calls.append(("hincrby", [self.meta_key], ["generation", 1]))
+        if add is not None and (self._cluster or self.layout.group_bits > 8):  # packed fields are one byte
+            calls += [("append", keys, [self.layout.small_max, *args]) for keys, args in self._script_groups(add)]
+        elif add is not None:
+            calls += [("append_packed", [], argv) for argv in self._packed_appends(add)]
         if add is not None:
-            calls += [("append", keys, [self.layout.small_max, *args]) for keys, args in add.groups]
             # the added count is known up front, so it rides in the same pipeline
             calls.append(("hincrby", [self.meta_key], ["entries", add.entries]))
         return calls, n_remove

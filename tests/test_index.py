@@ -252,6 +252,18 @@ def test_buckets_cross_between_hash_fields_and_strings(make_index, redis_client,
     assert not list(redis_client.scan_iter(match=f"lshrs:{name}:b:*"))
 
 
+def test_a_build_spanning_many_packed_append_calls_writes_every_bucket(make_index):
+    from lshrs.buckets import _PACKED_BUCKETS
+
+    lsh = make_index(num_tables=8, num_bits=10)
+    vectors = np.random.default_rng(5).standard_normal((30_000, 16)).astype(np.float32)
+    lsh.store.put(np.arange(30_000), vectors)
+    assert lsh.index() == 30_000
+    stored = stored_buckets(lsh)
+    assert len(stored) > 3 * _PACKED_BUCKETS  # so one write was split into several script calls
+    assert stored == rehashed(lsh) and lsh.count() == 30_000
+
+
 async def test_a_query_is_one_round_trip_and_survives_a_script_flush(make_index, redis_client, sends):
     """The bucket read (with the index size) is one pipelined trip, sync and async: no SCRIPT EXISTS first."""
     lsh = make_index(exact_below=10)
