@@ -114,11 +114,11 @@ def timed_run(steps: Steps[Any], targets: dict[str, Any], watch: Stopwatch) -> A
         return done.value
 
 
-def timed_query(lsh: LSHRS, vector: np.ndarray) -> tuple[list[int], Stopwatch, float]:
+def timed_query(lsh: LSHRS, vector: np.ndarray, top_p: float | None = None) -> tuple[list[int], Stopwatch, float]:
     """One query built exactly as `LSHRS.query` builds it, driven by `timed_run`; ids, phases and wall time."""
     t0 = time.perf_counter()
     watch = Stopwatch(t0)
-    request = lsh._request(lshrs_index._one(vector, lsh.dim), TOP_K, None, True, None, None)
+    request = lsh._request(lshrs_index._one(vector, lsh.dim), TOP_K, top_p, True, None, None)
     targets = lsh._targets()
     watch.lap("other")  # validation, as in LSHRS.query
     hits = timed_run(query_steps(lsh, request), targets, watch)[0]
@@ -261,7 +261,7 @@ def settle(kind: str, store: Any) -> float:
     return time.perf_counter() - t0
 
 
-def measure_queries(lsh: LSHRS, data: Data) -> tuple[dict, list[list[int]]]:
+def measure_queries(lsh: LSHRS, data: Data, top_p: float | None = None) -> tuple[dict, list[list[int]]]:
     """Per-phase times over single queries, each next to the same query through plain `LSHRS.query` as a check.
 
     A first, untimed pass over every query warms what a running service has warm
@@ -270,16 +270,16 @@ def measure_queries(lsh: LSHRS, data: Data) -> tuple[dict, list[list[int]]]:
     method gets the other's cache or the machine's quieter moments.
     """
     for q in data.queries:
-        lsh.query(q, top_k=TOP_K)
+        lsh.query(q, top_k=TOP_K, top_p=top_p)
     found, watches, totals, plain = [], [], [], []
     for i, q in enumerate(data.queries):
         for method in ("timed", "plain") if i % 2 == 0 else ("plain", "timed"):
             if method == "plain":
                 t0 = time.perf_counter()
-                lsh.query(q, top_k=TOP_K)
+                lsh.query(q, top_k=TOP_K, top_p=top_p)
                 plain.append(time.perf_counter() - t0)
                 continue
-            ids, watch, total = timed_query(lsh, q)
+            ids, watch, total = timed_query(lsh, q, top_p)
             found.append(ids)
             watches.append(watch)
             totals.append(total)
@@ -327,7 +327,11 @@ def measure_store(kind: str, data: Data, args: argparse.Namespace) -> tuple[dict
             row["index_s"] = time.perf_counter() - t0
             assert indexed == len(data.ids), (indexed, len(data.ids))
             row["redis_bucket_bytes"] = used_memory(client) - base
-            row["query"], found = measure_queries(lsh, data)
+            if args.top_p is not None:  # a service that reranks top_p keeps its sketch cache warm
+                t0 = time.perf_counter()
+                lsh.warm()
+                row["sketch_warm_s"] = time.perf_counter() - t0
+            row["query"], found = measure_queries(lsh, data, args.top_p)
             lsh.close()
         client.close()
     finally:
@@ -369,6 +373,7 @@ def main() -> None:
     parser.add_argument("--num-tables", type=int, help="default: the library's")
     parser.add_argument("--num-bits", type=int, help="default: the library's")
     parser.add_argument("--num-probes", type=int, help="default: the library's")
+    parser.add_argument("--top-p", type=float, help="rerank this share of the candidates, by sketch (cache warm)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="directory of stores.json, .md and .png")
     args = parser.parse_args()
     report: dict[str, Any] = {
@@ -381,6 +386,7 @@ def main() -> None:
         "dim": args.dim,
         "batch": args.batch,
         "params_given": index_options(args),
+        "top_p": args.top_p,
         "loadavg_start": load_average(),
     }
     t0 = time.perf_counter()
@@ -404,6 +410,8 @@ def command(args: argparse.Namespace) -> str:
     if list(args.stores) != list(STORES):
         parts += ["--stores", *(f"'{s}'" for s in args.stores)]
     parts += [f"--{k.replace('_', '-')} {v}" for k, v in index_options(args).items()]
+    if args.top_p is not None:
+        parts += ["--top-p", str(args.top_p)]
     return " ".join(parts)
 
 
@@ -448,7 +456,9 @@ def _method_text(r: dict) -> list[str]:
     return [
         f"Clustered synthetic {r['dim']}-d float32 vectors (the generator of benchmarks/scale.py); queries are fresh",
         f"draws from the same clusters, top_k={TOP_K}, {which} (L={p['num_tables']}, "
-        f"K={p['num_bits']}, {p['num_probes']} probes). Each store runs alone, with its own servers",
+        f"K={p['num_bits']}, {p['num_probes']} probes"
+        + (f", top_p {r['top_p']} by sketch, cache warmed by `LSHRS.warm()` after the build" if r.get("top_p") else "")
+        + "). Each store runs alone, with its own servers",
         "(tests/servers.py: Redis 7 without persistence, Postgres with `fsync=off`, a test setting) started before",
         "and stopped after it; Redis hashes live on a Redis server apart from the buckets'.",
         f"**load**: `store.put` in batches of {r['batch']:,} (Postgres: then `VACUUM ANALYZE`, not counted).",
