@@ -131,28 +131,6 @@ class Lshrs:
             self.lsh.clear()
 
 
-def measure(engine: Any, setting: dict, queries: np.ndarray, truth: np.ndarray, timed: int) -> dict:
-    """Recall@10 over every query (batch call), batch q/s, and single-query p50/p95 over the first `timed`."""
-    engine.search(queries[0], TOP_K, setting)  # warm caches, prepared statements, scripts
-    t0 = time.perf_counter()
-    found = engine.search_many(queries, TOP_K, setting)
-    batch_qps = len(queries) / (time.perf_counter() - t0)
-    times = []
-    for q in queries[:timed]:
-        t0 = time.perf_counter()
-        engine.search(q, TOP_K, setting)
-        times.append(time.perf_counter() - t0)
-    recall = np.mean([len(set(f.tolist()) & set(t[:TOP_K].tolist())) / TOP_K for f, t in zip(found, truth)])
-    ms = np.array(times) * 1e3
-    return {
-        "recall_at_10": float(recall),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p95_ms": float(np.percentile(ms, 95)),
-        "single_qps": float(1e3 / ms.mean()),
-        "batch_qps": float(batch_qps),
-    }
-
-
 def sweep_lshrs(engine: Lshrs, grid: dict, corpus_n: int, queries: np.ndarray, truth: np.ndarray, timed: int):
     rows = []
     for (tables, bits), probe_counts in grid.items():
@@ -160,7 +138,8 @@ def sweep_lshrs(engine: Lshrs, grid: dict, corpus_n: int, queries: np.ndarray, t
         for probes in probe_counts:
             for top_p in TOP_P:
                 setting = {"num_probes": probes, "top_p": top_p}
-                row = {"engine": engine.name, **built, **setting, **measure(engine, setting, queries, truth, timed)}
+                measured = alternatives.measure(engine, setting, queries, truth, timed)
+                row = {"engine": engine.name, **built, **setting, **measured}
                 row["reranked"] = engine.reranked(queries, setting)
                 row["reranked_fraction"] = row["reranked"] / corpus_n
                 print(json.dumps(row), flush=True)
@@ -188,7 +167,7 @@ def run_stores(best: dict, corpus: np.ndarray, texts: list[str], queries, truth,
             filled = engine.fill(corpus, texts)
             built = engine.build(best["num_tables"], best["num_bits"])
             row = {"engine": engine.name, **filled, **built, **setting}
-            row.update(measure(engine, setting, queries, truth, timed))
+            row.update(alternatives.measure(engine, setting, queries, truth, timed))
             row["reranked"] = engine.reranked(queries, setting)
             row["reranked_fraction"] = row["reranked"] / len(corpus)
             print(json.dumps(row), flush=True)
@@ -228,7 +207,7 @@ def run_alternatives(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray,
             built["bytes_per_vector"] = built["bytes"] / len(corpus)
             limit = getattr(engine, "max_queries", len(queries))
             for setting in engine.settings():
-                measured = measure(engine, setting, queries[:limit], truth[:limit], min(timed, limit))
+                measured = alternatives.measure(engine, setting, queries[:limit], truth[:limit], min(timed, limit))
                 row = {"engine": engine.name, **built, **setting, **measured, "queries": min(limit, len(queries))}
                 print(json.dumps(row), flush=True)
                 rows.append(row)

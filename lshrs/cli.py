@@ -29,6 +29,7 @@ import numpy as np
 import redis
 
 from lshrs import embedded
+from lshrs import tune as tuning
 from lshrs.index import LSHRS, Hit
 
 EPILOG = """\b
@@ -299,7 +300,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 @click.option(
     "--target-recall",
     type=click.FloatRange(0, 1, min_open=True),
-    default=0.95,
+    default=tuning.DEFAULT_TARGET_RECALL,
     show_default=True,
     help="Recall@TOP_K the setting must reach.",
 )
@@ -307,7 +308,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--top-k",
     "-k",
     type=click.IntRange(min=1),
-    default=10,
+    default=tuning.DEFAULT_TOP_K,
     show_default=True,
     help="Neighbours per query whose recall is measured.",
 )
@@ -315,7 +316,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--sample",
     "sample_size",
     type=click.IntRange(min=1),
-    default=20_000,
+    default=tuning.DEFAULT_SAMPLE_SIZE,
     show_default=True,
     help="Stored rows drawn at random to tune on (queries included).",
 )
@@ -323,7 +324,7 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     "--queries",
     "num_queries",
     type=click.IntRange(min=1),
-    default=200,
+    default=tuning.DEFAULT_NUM_QUERIES,
     show_default=True,
     help="Rows of the sample held out as queries.",
 )
@@ -337,7 +338,10 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="num_bits values to try (default: three around log2(rows) - 4).",
 )
 @click.option(
-    "--probes", metavar="N,N,...", callback=_int_list, help="num_probes values to try (default 4,8,16,32,64)."
+    "--probes",
+    metavar="N,N,...",
+    callback=_int_list,
+    help=f"num_probes values to try (default {','.join(map(str, tuning.DEFAULT_PROBES))}).",
 )
 @click.option(
     "--vectors",

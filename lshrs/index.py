@@ -13,6 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lshrs import audit, build, connection, embedded, filters, inputs, steps
+from lshrs import tune as tuning
 from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, fresh_generation, server_layout
 from lshrs.embeddings import Embedder, make_embedder
 from lshrs.hashing import Hasher, make_planes
@@ -581,10 +582,10 @@ class LSHRS:
         self,
         vectors: Any = None,
         *,
-        target_recall: float = 0.95,
-        top_k: int = 10,
-        sample_size: int = 20_000,
-        num_queries: int = 200,
+        target_recall: float = tuning.DEFAULT_TARGET_RECALL,
+        top_k: int = tuning.DEFAULT_TOP_K,
+        sample_size: int = tuning.DEFAULT_SAMPLE_SIZE,
+        num_queries: int = tuning.DEFAULT_NUM_QUERIES,
         grid: Mapping[str, Sequence[int]] | None = None,
         apply: bool = False,
         seed: int = 0,
@@ -615,9 +616,7 @@ class LSHRS:
             A `TuneResult`: every measured row, the chosen one (None when no
             setting met the target), and a text table (``str(result)``).
         """
-        from lshrs import tune
-
-        return tune.tune(
+        return tuning.tune(
             self,
             vectors,
             target_recall=target_recall,

@@ -57,6 +57,11 @@ if TYPE_CHECKING:
 # SIGKILL leaves one behind; `LSHRS(name=...).clear()` removes it.
 SCRATCH_PREFIX = "_lshrs-tune-"
 
+# The defaults of LSHRS.tune, tune() and `lshrs tune`.
+DEFAULT_TARGET_RECALL = 0.95
+DEFAULT_TOP_K = 10
+DEFAULT_SAMPLE_SIZE = 20_000
+DEFAULT_NUM_QUERIES = 200
 DEFAULT_TABLES = (8, 12, 16)
 DEFAULT_PROBES = (4, 8, 16, 32, 64, 128)  # 128: the lshrs default, needed by real MiniLM data (compare.md)
 # Bits around log2(index size) - 4: about 16 vectors per bucket of one table
@@ -215,10 +220,10 @@ def tune(
     lsh: LSHRS,
     vectors: Any = None,
     *,
-    target_recall: float = 0.95,
-    top_k: int = 10,
-    sample_size: int = 20_000,
-    num_queries: int = 200,
+    target_recall: float = DEFAULT_TARGET_RECALL,
+    top_k: int = DEFAULT_TOP_K,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    num_queries: int = DEFAULT_NUM_QUERIES,
     grid: Mapping[str, Sequence[int]] | None = None,
     apply: bool = False,
     seed: int = 0,
