@@ -295,6 +295,21 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     return items
 
 
+def _share_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """A comma-separated list of shares in (0, 1] ("0.1,0.05"), or "none"."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    try:
+        items = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        items = ()
+    if not items or not all(0.0 < v <= 1.0 for v in items):
+        raise click.BadParameter(f"expected comma-separated shares in (0, 1] or 'none', got {value!r}")
+    return items
+
+
 @cli.command("tune")
 @target_options()
 @click.option(
@@ -344,6 +359,14 @@ def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help=f"num_probes values to try (default {','.join(map(str, tuning.DEFAULT_PROBES))}).",
 )
 @click.option(
+    "--top-p",
+    "top_p",
+    metavar="P,P,...",
+    callback=_share_list,
+    help=f"top_p shares to try on the fastest passing settings (default {','.join(map(str, tuning.DEFAULT_TOP_P))}; "
+    "'none' tries none).",
+)
+@click.option(
     "--vectors",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Tune on the (n, d) float array in this .npy file instead of a sample of the store.",
@@ -366,6 +389,7 @@ def tune_command(
     tables: list[int] | None,
     bits: list[int] | None,
     probes: list[int] | None,
+    top_p: tuple[float, ...] | None,
     vectors: Path | None,
     seed: int,
     apply: bool,
@@ -384,7 +408,8 @@ def tune_command(
     sample = None if vectors is None else np.load(vectors, allow_pickle=False)
     with target.open(show_progress=progress) as lsh:
         result = lsh.tune(sample, target_recall=target_recall, top_k=top_k, sample_size=sample_size,
-                          num_queries=num_queries, grid=grid or None, apply=apply, seed=seed)  # fmt: skip
+                          num_queries=num_queries, grid=grid or None, apply=apply, seed=seed,
+                          top_p=tuning.DEFAULT_TOP_P if top_p is None else top_p)  # fmt: skip
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:

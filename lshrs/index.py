@@ -32,10 +32,11 @@ T = TypeVar("T")
 
 # Defaults from benchmarks/compare.py on 121,900 real MiniLM embeddings
 # (Wikipedia passages + WordNet glosses; benchmarks/results/compare.md):
-# L=16, K=14, 128 probes reached recall@10 0.973 reranking 19% of the corpus,
-# p50 40 ms on the 2-core bench machine, at 103 Redis bytes per vector: the
-# fastest setting at recall >= 0.95 with 16 tables. L=24, K=14, 64 probes was
-# faster (0.968, 25 ms) but costs 154 B/vector. The earlier L=12, K=14, 12
+# L=16, K=14, 128 probes reached recall@10 0.973 reranking 19% of the corpus
+# (p50 33 ms on the 2-core bench machine; 0.966 reranking 0.96% at 21 ms
+# with top_p=0.05), at 104 Redis bytes per vector: the fastest setting at
+# recall >= 0.95 with 16 tables when every candidate is reranked. L=24, K=14,
+# 64 probes is faster but costs 155 B/vector. The earlier L=12, K=14, 12
 # probes (tuned on clustered synthetic vectors) reached only 0.52 there.
 # `LSHRS.tune` fits a user's own data and size.
 DEFAULT_NUM_TABLES = 16
@@ -589,8 +590,9 @@ class LSHRS:
         grid: Mapping[str, Sequence[int]] | None = None,
         apply: bool = False,
         seed: int = 0,
+        top_p: Sequence[float] = tuning.DEFAULT_TOP_P,
     ) -> TuneResult:
-        """Measure (num_tables, num_bits, num_probes) settings on a sample; report the fastest that meets the target.
+        """Measure (tables, bits, probes, top_p) settings on a sample; report the fastest that meets the target.
 
         Each (tables, bits) pair of the grid is built as a scratch index on
         this Redis under a temporary name, over a `MemoryStore` holding the
@@ -611,6 +613,10 @@ class LSHRS:
                 one met the target). New tables or bits rebuild the buckets
                 from the store; other processes using the index must reopen it.
             seed: seed of the sample and the held-out queries.
+            top_p: shares of the candidates to try reranking (ranked by
+                sketch) on the fastest settings that meet the target when
+                reranking them all; ``()`` tries none. top_p is a query
+                argument: applying a top_p row sets tables, bits and probes.
 
         Returns:
             A `TuneResult`: every measured row, the chosen one (None when no
@@ -626,6 +632,7 @@ class LSHRS:
             grid=grid,
             apply=apply,
             seed=seed,
+            top_p=top_p,
         )
 
     # -- lookups -----------------------------------------------------------

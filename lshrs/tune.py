@@ -47,6 +47,7 @@ from numpy.typing import NDArray
 from lshrs import inputs, ranking, steps
 from lshrs.buckets import Buckets
 from lshrs.search import Pages, candidates
+from lshrs.sketch import SketchCache
 from lshrs.stores.base import Rows, find_sorted
 from lshrs.stores.memory import MemoryStore
 
@@ -71,6 +72,13 @@ DEFAULT_PROBES = (4, 8, 16, 32, 64, 128)  # 128: the lshrs default, needed by re
 BITS_BELOW_LOG2 = 4
 BITS_STEP = 2
 MIN_BITS, MAX_BITS = 4, 30
+
+# top_p values tried on the fastest settings that meet the target reranking
+# every candidate (TOP_P_SETTINGS of them): top_p ranks candidates by sign
+# sketch (lshrs/sketch.py) and reranks only that share, so it can only lose
+# recall, and settings below the target are not worth it.
+DEFAULT_TOP_P = (0.1, 0.05, 0.02)
+TOP_P_SETTINGS = 3
 
 # Queries timed one by one per setting (p50); recall uses every held-out query.
 LATENCY_QUERIES = 50
@@ -97,6 +105,8 @@ class TuneRow:
         p50_ms: median single-query latency on the scratch index (Redis + an in-memory store).
         est_p50_ms: `p50_ms` plus the extra candidates at full size, priced on the user's store.
         bytes_per_vector: Redis memory of the scratch buckets per sampled vector (None where MEMORY is refused).
+        top_p: the share of candidates reranked, ranked by sketch (None: all of them).
+        est_reranked: vectors a query reads from the store and reranks at full size.
     """
 
     num_tables: int
@@ -109,10 +119,13 @@ class TuneRow:
     p50_ms: float
     est_p50_ms: float
     bytes_per_vector: float | None
+    top_p: float | None = None
+    est_reranked: float = 0.0
 
     @property
     def setting(self) -> str:
-        return f"num_tables={self.num_tables}, num_bits={self.num_bits}, num_probes={self.num_probes}"
+        probes = f"num_tables={self.num_tables}, num_bits={self.num_bits}, num_probes={self.num_probes}"
+        return probes if self.top_p is None else f"{probes}, top_p={self.top_p:g}"
 
 
 @dataclass(frozen=True)
@@ -149,16 +162,20 @@ class TuneResult:
             )
         row = self.chosen
         verb = "applied" if self.applied else "chosen"
-        return (
+        line = (
             f"{verb}: {row.setting} (recall@{self.top_k} {row.recall:.3f}, p50 {row.p50_ms:.2f} ms on the sample, "
-            f"~{row.est_candidates:,.0f} candidates per query at {self.index_size:,} vectors)"
+            f"~{row.est_candidates:,.0f} candidates and ~{row.est_reranked:,.0f} reranked per query at "
+            f"{self.index_size:,} vectors)"
         )
+        if row.top_p is not None:
+            line += f"; top_p is per query: pass top_p={row.top_p:g} to query() (LSHRS.warm() readies its sketches)"
+        return line
 
     def table(self) -> str:
         """Every row as a fixed-width text table; the chosen row is marked."""
         header = (
-            f"{'tables':>6} {'bits':>4} {'probes':>6} {'recall':>6} {'cand/query':>10} {'cand %':>7} "
-            f"{'est. cand':>10} {'p50 ms':>7} {'est. p50 ms':>11} {'Redis B/vec':>11}"
+            f"{'tables':>6} {'bits':>4} {'probes':>6} {'top_p':>5} {'recall':>6} {'cand/query':>10} {'cand %':>7} "
+            f"{'est. cand':>10} {'est. rerank':>11} {'p50 ms':>7} {'est. p50 ms':>11} {'Redis B/vec':>11}"
         )
         lines = [
             f"{self.sample_size:,} sampled vectors, {self.num_queries} held-out queries; recall@{self.top_k} "
@@ -169,10 +186,11 @@ class TuneResult:
         for row in self.rows:
             memory = "-" if row.bytes_per_vector is None else f"{row.bytes_per_vector:,.0f}"
             mark = "  <-" if row is self.chosen else ""
+            top_p = "-" if row.top_p is None else f"{row.top_p:g}"
             lines.append(
-                f"{row.num_tables:>6} {row.num_bits:>4} {row.num_probes:>6} {row.recall:>6.3f} "
+                f"{row.num_tables:>6} {row.num_bits:>4} {row.num_probes:>6} {top_p:>5} {row.recall:>6.3f} "
                 f"{row.candidates:>10,.1f} {100 * row.candidates_fraction:>6.2f}% {row.est_candidates:>10,.0f} "
-                f"{row.p50_ms:>7.2f} {row.est_p50_ms:>11.2f} {memory:>11}{mark}"
+                f"{row.est_reranked:>11,.0f} {row.p50_ms:>7.2f} {row.est_p50_ms:>11.2f} {memory:>11}{mark}"
             )
         return "\n".join(lines)
 
@@ -227,9 +245,11 @@ def tune(
     grid: Mapping[str, Sequence[int]] | None = None,
     apply: bool = False,
     seed: int = 0,
+    top_p: Sequence[float] = DEFAULT_TOP_P,
 ) -> TuneResult:
     """`LSHRS.tune` (see there): check everything, sample, measure every setting, pick, optionally apply."""
     _check_target(target_recall)
+    shares = _check_top_p(top_p)
     inputs.check_top(top_k, None)
     _positive_int("sample_size", sample_size)
     _positive_int("num_queries", num_queries)
@@ -239,7 +259,7 @@ def tune(
     rng = np.random.default_rng(seed)
     sample, index_size = draw(lsh, vectors, sample_size, num_queries, top_k, rng)
     cost = rerank_cost(lsh, sample.cost_ids) if index_size > sample.sampled else 0.0
-    rows = measure(lsh, Bench(sample, top_k, index_size, cost), expand_grid(wanted, index_size))
+    rows = measure(lsh, Bench(sample, top_k, index_size, cost), expand_grid(wanted, index_size), target_recall, shares)
     chosen = pick(rows, target_recall)
     result = TuneResult(
         rows=tuple(rows),
@@ -266,6 +286,16 @@ def _check_target(target: Any) -> None:
         raise TypeError(f"target_recall: expected a float in (0, 1], got {type(target).__name__}")
     if math.isnan(target) or not 0.0 < float(target) <= 1.0:
         raise ValueError(f"target_recall: expected a value in (0, 1], got {target}")
+
+
+def _check_top_p(values: Any) -> tuple[float, ...]:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+        raise TypeError(f"top_p: expected a list of floats in (0, 1], got {type(values).__name__}")
+    for value in values:
+        if value is None:
+            raise TypeError("top_p: expected floats in (0, 1]; rows without top_p are always measured")
+        inputs.check_top(1, value)
+    return tuple(sorted({float(v) for v in values}, reverse=True))
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -445,13 +475,20 @@ def rerank_cost(lsh: LSHRS, ids: NDArray[np.int64]) -> float:
 # -- measuring --------------------------------------------------------------------
 
 
-def measure(lsh: LSHRS, bench: Bench, settings: list[tuple[int, int, tuple[int, ...]]]) -> list[TuneRow]:
+def measure(
+    lsh: LSHRS,
+    bench: Bench,
+    settings: list[tuple[int, int, tuple[int, ...]]],
+    target: float,
+    shares: tuple[float, ...] = (),
+) -> list[TuneRow]:
     """Build every (tables, bits) as a scratch index, sweep its probes, time all settings together; one row each.
 
     All scratch indexes live at once (a few MB for the default sample) so
     the single queries of every setting can be timed in interleaved rounds:
     a load spike on a shared machine then slows every setting alike
-    instead of deciding the pick.
+    instead of deciding the pick. The fastest settings that meet `target`
+    then get a row per top_p share, timed the same way.
     """
     store = MemoryStore()
     store.put(np.arange(len(bench.sample.corpus), dtype=np.int64), bench.sample.corpus)
@@ -461,8 +498,55 @@ def measure(lsh: LSHRS, bench: Bench, settings: list[tuple[int, int, tuple[int, 
             scratch = cleanup.enter_context(scratch_index(lsh, store, tables, bits))
             memory = redis_bytes(scratch)
             runs += [(scratch, num_probes, memory) for num_probes in probes]
-        p50s = latencies_ms([(scratch, num_probes) for scratch, num_probes, _ in runs], bench)
-        return [measure_probes(*run, p50, bench) for run, p50 in zip(runs, p50s)]
+        p50s = latencies_ms([(scratch, num_probes, None) for scratch, num_probes, _ in runs], bench)
+        rows = [measure_probes(*run, p50, bench) for run, p50 in zip(runs, p50s)]
+        return rows + measure_top_p(runs, rows, bench, target, shares)
+
+
+def measure_top_p(
+    runs: list[tuple[LSHRS, int, float | None]],
+    rows: list[TuneRow],
+    bench: Bench,
+    target: float,
+    shares: tuple[float, ...],
+) -> list[TuneRow]:
+    """Rows with top_p for the TOP_P_SETTINGS fastest full-rerank rows that meet the target.
+
+    Recall comes from the same candidates ranked by sign sketch and cut to
+    each share, as a query with a warm sketch cache does; latency from
+    real top_p queries on the scratch index after `LSHRS.warm()`.
+    """
+    passing = sorted((i for i, r in enumerate(rows) if r.recall >= target), key=lambda i: rows[i].est_p50_ms)
+    picked = [(runs[i], rows[i], share) for i in passing[:TOP_P_SETTINGS] for share in shares]
+    if not picked:
+        return []
+    for scratch in {id(run[0]): run[0] for run, _, _ in picked}.values():
+        scratch.warm()
+    p50s = latencies_ms([(run[0], run[1], share) for run, _, share in picked], bench)
+    return [sketch_row(run[0], row, share, p50, bench) for (run, row, share), p50 in zip(picked, p50s)]
+
+
+def sketch_row(scratch: LSHRS, full: TuneRow, share: float, p50: float, bench: Bench) -> TuneRow:
+    """`full` with only `share` of each query's candidates reranked, chosen by sign sketch."""
+    sample = bench.sample
+    found = probed(scratch, sample.queries, full.num_probes)
+    sketches = SketchCache(sample.corpus.shape[1], capacity=0)
+    similarity = sketches.similarity(
+        sketches.sketch(sample.queries)[found.query], sketches.sketch(sample.corpus)[found.ids]
+    )
+    ranked = ranking.rank(ranking.Pairs(found.query, found.ids, similarity))
+    limits = ranking.top_p_limits(found, len(sample.queries), bench.top_k, share)
+    chosen = ranking.head(ranked, limits)
+    reranked = float(limits.mean())
+    est = max(math.ceil(share * full.est_candidates), bench.top_k)
+    return replace(
+        full,
+        top_p=share,
+        recall=recall_at_k(chosen, sample.truth, len(sample.corpus)),
+        p50_ms=p50,
+        est_reranked=float(est),
+        est_p50_ms=p50 + max(est - reranked, 0.0) * bench.cost_ms,
+    )
 
 
 @contextlib.contextmanager
@@ -520,6 +604,7 @@ def measure_probes(scratch: LSHRS, num_probes: int, memory: float | None, p50: f
         p50_ms=p50,
         est_p50_ms=p50 + max(est - per_query, 0.0) * bench.cost_ms,
         bytes_per_vector=None if memory is None else memory / len(sample.corpus),
+        est_reranked=est,
     )
 
 
@@ -540,8 +625,8 @@ def recall_at_k(found: ranking.Pairs, truth: NDArray[np.int64], n: int) -> float
     return float(np.bincount(found.query[hits], minlength=q).mean() / k)
 
 
-def latencies_ms(runs: Sequence[tuple[LSHRS, int]], bench: Bench) -> list[float]:
-    """Median wall time of single reranking queries for each (scratch index, probes), timed round-robin.
+def latencies_ms(runs: Sequence[tuple[LSHRS, int, float | None]], bench: Bench) -> list[float]:
+    """Median wall time of single reranking queries for each (scratch index, probes, top_p), timed round-robin.
 
     Round r times query r on every setting in turn (after one warm-up
     round), so slow and fast periods of the machine are shared by all.
@@ -549,9 +634,9 @@ def latencies_ms(runs: Sequence[tuple[LSHRS, int]], bench: Bench) -> list[float]
     queries = bench.sample.queries[:LATENCY_QUERIES]
     times = np.zeros((len(queries) + 1, len(runs)))
     for r, query in enumerate(np.concatenate([queries[:1], queries])):
-        for i, (scratch, num_probes) in enumerate(runs):
+        for i, (scratch, num_probes, share) in enumerate(runs):
             start = time.perf_counter()
-            scratch.query(query, top_k=bench.top_k, num_probes=num_probes)
+            scratch.query(query, top_k=bench.top_k, num_probes=num_probes, top_p=share)
             times[r, i] = time.perf_counter() - start
     return (np.median(times[1:], axis=0) * 1e3).tolist()
 

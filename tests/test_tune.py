@@ -33,10 +33,12 @@ def loaded(make_index, **kwargs) -> LSHRS:
     return lsh
 
 
-def recall_on_fresh(lsh: LSHRS) -> float:
+def recall_on_fresh(lsh: LSHRS, top_p: float | None = None) -> float:
     """Recall@10 of queries the index never saw, against exact top-10 over the stored corpus."""
     truth = exact_top_k(FRESH, CORPUS, 10) * 7
-    hits = lsh.query_many(FRESH, top_k=10)
+    if top_p is not None:
+        lsh.warm()
+    hits = lsh.query_many(FRESH, top_k=10, top_p=top_p)
     return float(np.mean([len({h.id for h in got} & set(want.tolist())) / 10 for got, want in zip(hits, truth)]))
 
 
@@ -65,7 +67,8 @@ def test_tune_picks_the_fastest_setting_that_meets_the_target(make_index, store,
     result = lsh.tune(target_recall=0.9, **SMALL)
 
     expected = list(itertools.product(GRID["num_tables"], GRID["num_bits"], GRID["num_probes"]))
-    assert [(r.num_tables, r.num_bits, r.num_probes) for r in result.rows] == expected
+    full = [r for r in result.rows if r.top_p is None]
+    assert [(r.num_tables, r.num_bits, r.num_probes) for r in full] == expected
     assert (result.sample_size, result.num_queries, result.index_size, result.truth_over) == (1_940, 60, N, N)
     passing = [r for r in result.rows if r.recall >= 0.9]
     assert result.met and result.chosen in passing and 0 < len(passing) < len(result.rows)
@@ -75,22 +78,36 @@ def test_tune_picks_the_fastest_setting_that_meets_the_target(make_index, store,
         assert row.est_candidates == pytest.approx(row.candidates_fraction * N)
         assert row.p50_ms > 0 and row.est_p50_ms >= row.p50_ms and row.bytes_per_vector > 0
     for tables, bits in itertools.product(GRID["num_tables"], GRID["num_bits"]):  # more probes: more recall and work
-        few, many = (r for r in result.rows if (r.num_tables, r.num_bits) == (tables, bits))
+        few, many = (r for r in full if (r.num_tables, r.num_bits) == (tables, bits))
         assert many.recall >= few.recall and many.candidates > few.candidates
+
+    # top_p rows: the three fastest passing full rows, each at every default share, reranking less and
+    # never finding more than the full rerank of the same candidates.
+    sketched = [r for r in result.rows if r.top_p is not None]
+    fastest = sorted((r for r in full if r.recall >= 0.9), key=lambda r: r.est_p50_ms)[:3]
+    assert [(r.num_tables, r.num_bits, r.num_probes, r.top_p) for r in sketched] == [
+        (r.num_tables, r.num_bits, r.num_probes, share) for r in fastest for share in (0.1, 0.05, 0.02)
+    ]
+    for row in sketched:
+        same = next(r for r in fastest if (r.num_tables, r.num_bits, r.num_probes) == (row.num_tables, row.num_bits,
+                                                                                        row.num_probes))  # fmt: skip
+        assert row.recall <= same.recall and row.candidates == same.candidates
+        assert row.est_reranked == max(np.ceil(row.top_p * same.est_candidates), 10) < same.est_reranked
+        assert row.setting.endswith(f", top_p={row.top_p:g}")
 
     # The recall the tuner measured holds on the real index built with the chosen setting.
     check = make_index(name=lsh.name + "-check", store=store, exact_below=0, num_tables=result.chosen.num_tables,
                        num_bits=result.chosen.num_bits, num_probes=result.chosen.num_probes)  # fmt: skip
     check.index()
-    assert recall_on_fresh(check) >= 0.9 - 0.03
+    assert recall_on_fresh(check, result.chosen.top_p) >= 0.9 - 0.03
 
     assert snapshot(redis_client, lsh) == before  # only read: the user's keys and rows, and no scratch left
     text = str(result)
     assert text.splitlines()[1].split() == [
-        *("tables", "bits", "probes", "recall", "cand/query", "cand", "%", "est.", "cand"),
+        *("tables", "bits", "probes", "top_p", "recall", "cand/query", "cand", "%", "est.", "cand", "est.", "rerank"),
         *("p50", "ms", "est.", "p50", "ms", "Redis", "B/vec"),
     ]
-    assert len(text.splitlines()) == len(expected) + 3 and text.count("<-") == 1
+    assert len(text.splitlines()) == len(result.rows) + 3 and text.count("<-") == 1
     assert text.splitlines()[-1].startswith(f"chosen: {result.chosen.setting} (recall@10 ")
 
 
@@ -98,7 +115,7 @@ def test_a_small_sample_measures_what_the_full_index_does(make_index, redis_clie
     """600 of 3,000 rows: recall against the whole store's neighbours and candidates scaled to its size."""
     lsh = loaded(make_index)
     setting = {"num_tables": [8], "num_bits": [8], "num_probes": [4]}
-    result = lsh.tune(sample_size=600, num_queries=100, grid=setting)
+    result = lsh.tune(sample_size=600, num_queries=100, grid=setting, top_p=())
     (row,) = result.rows
     assert (result.sample_size, result.index_size, result.truth_over) == (500, N, N)
     assert row.est_candidates == pytest.approx(row.candidates / 500 * N)
@@ -109,7 +126,7 @@ def test_a_small_sample_measures_what_the_full_index_does(make_index, redis_clie
     assert row.recall == pytest.approx(recall_on_fresh(full), abs=0.06)
     assert row.est_candidates == pytest.approx(full.candidate_counts(FRESH).mean(), rel=0.1)
     # Truth taken within the sample alone would be far off: a query's neighbours in it are farther away.
-    within = lsh.tune(lsh.get(np.arange(600) * 7).vectors, num_queries=100, grid=setting)
+    within = lsh.tune(lsh.get(np.arange(600) * 7).vectors, num_queries=100, grid=setting, top_p=())
     assert within.truth_over == 500 and within.rows[0].recall < row.recall - 0.08
 
 
@@ -254,6 +271,9 @@ BAD = [
     (dict(sample_size=0), ValueError, "sample_size"),
     (dict(num_queries=0), ValueError, "num_queries"),
     (dict(apply="yes"), TypeError, "apply"),
+    (dict(top_p=[0.1, 0.0]), ValueError, "top_p"),
+    (dict(top_p=[None]), TypeError, "top_p"),
+    (dict(top_p=0.1), TypeError, "top_p"),
     (dict(grid={"num_probes": []}), ValueError, "grid"),
     (dict(grid={"tables": [8]}), ValueError, "unknown keys"),
     (dict(grid={"num_bits": [40]}), ValueError, "num_bits"),
@@ -307,17 +327,19 @@ CLI_GRID = ["--sample", "1500", "--queries", "50", "--tables", "8,16", "--bits",
 
 
 def test_cli_tune_prints_the_table_and_the_choice(cli_index):
-    result = lshrs("tune", "--no-progress", "--target-recall", "0.9", *CLI_GRID, env=cli_index)
+    result = lshrs("tune", "--no-progress", "--target-recall", "0.9", "--top-p", "none", *CLI_GRID, env=cli_index)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[1].split()[:4] == ["tables", "bits", "probes", "recall"] and len(lines) == 2 + 8 + 1
+    assert lines[1].split()[:5] == ["tables", "bits", "probes", "top_p", "recall"] and len(lines) == 2 + 8 + 1
     assert lines[-1].startswith("chosen: num_tables=") and result.stderr == ""
 
-    as_json = lshrs("tune", "--no-progress", "--json", "--target-recall", "0.9", *CLI_GRID, env=cli_index)
+    args = ["--json", "--target-recall", "0.9", "--top-p", "0.1", *CLI_GRID]
+    as_json = lshrs("tune", "--no-progress", *args, env=cli_index)
     assert as_json.returncode == 0, as_json.stderr
     report = json.loads(as_json.stdout)
-    assert report["met"] and len(report["rows"]) == 8 and report["chosen"] in report["rows"]
-    assert TuneResult.__dataclass_fields__.keys() == report.keys()
+    shares = [row["top_p"] for row in report["rows"]]
+    assert report["met"] and shares[:8] == [None] * 8 and 1 <= len(shares[8:]) <= 3 and set(shares[8:]) == {0.1}
+    assert report["chosen"] in report["rows"] and TuneResult.__dataclass_fields__.keys() == report.keys()
 
 
 def test_cli_tune_apply_changes_the_index(cli_index):
@@ -344,6 +366,7 @@ def test_cli_tune_exits_1_when_no_setting_reaches_the_target(cli_index):
 
 def test_cli_tune_errors(cli_index, tmp_path):
     assert lshrs("tune", "--tables", "8,x", env=cli_index).returncode == 2
+    assert lshrs("tune", "--top-p", "0.1,2", env=cli_index).returncode == 2
     empty = {**cli_index, "LSHRS_SQLITE": str(tmp_path / "empty.sqlite3"), "LSHRS_NAME": "t" + os.urandom(6).hex()}
     result = lshrs("tune", "--no-progress", env=empty)
     assert result.returncode == 1 and "the store is empty" in result.stderr and "Traceback" not in result.stderr
