@@ -31,8 +31,12 @@ DEFAULT_SKETCH_BITS = 256
 # About 40 bytes per sketched vector (32 of sketch, 8 of id): 8.4 million
 # entries, the English Wikipedia target, take about 340 MB per process.
 DEFAULT_CAPACITY = 1 << 23
-# Ids below this find their sketch through an id-indexed array (4 bytes per id up to the largest seen).
+# Ids below this find their sketch through an id-indexed array (4 bytes per id up
+# to the largest seen), as long as that array stays within _DIRECT_SPREAD slots
+# per cached sketch (or _DIRECT_MIN slots): sparse ids go to the sorted runs.
 DIRECT_IDS = 1 << 26
+_DIRECT_MIN = 1 << 20
+_DIRECT_SPREAD = 8
 _SEED = 0x5EED  # the planes never leave the process, so any fixed seed will do
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
@@ -40,12 +44,12 @@ _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 class SketchCache:
     """Id -> 256-bit sign sketch for the vectors this process has read, with Hamming ranking.
 
-    Sketches sit in one growing array. Ids below `DIRECT_IDS` (row numbers,
-    serial keys) find their row through an id-indexed array: one gather per
-    lookup, where a binary search over 120,000 ids took 5 ms for a query's
-    23,000 candidates. Larger ids (the 63-bit keys of string ids) go through
-    two sorted runs, a large one and a recent one merged into it when it
-    grows past a quarter of its size, so an insert sorts only the recent run.
+    Sketches sit in one growing array. Dense small ids (row numbers, serial
+    keys) find their row through an id-indexed array: one gather per lookup,
+    where a binary search over 120,000 ids took 5 ms for a query's 23,000
+    candidates. Other ids (the 63-bit keys of string ids, sparse ids) go
+    through two sorted runs, a large one and a recent one merged into it when
+    it grows past a quarter of its size, so an insert sorts only the recent run.
     """
 
     def __init__(self, dim: int, *, bits: int = DEFAULT_SKETCH_BITS, capacity: int = DEFAULT_CAPACITY) -> None:
@@ -92,16 +96,16 @@ class SketchCache:
         rows = np.full(len(ids), -1, np.int64)
         direct = (ids >= 0) & (ids < len(self._direct))
         rows[direct] = self._direct[ids[direct]]
-        large = (ids < 0) | (ids >= DIRECT_IDS)
-        if large.any():
-            wanted = ids[large]
-            found = rows[large]
+        rest = rows < 0
+        if rest.any() and any(len(run_ids) for run_ids, _ in self._runs):
+            wanted = ids[rest]
+            found = rows[rest]
             for run_ids, run_rows in self._runs:
                 if len(run_ids):
                     pos = np.minimum(np.searchsorted(run_ids, wanted), len(run_ids) - 1)
                     hit = run_ids[pos] == wanted
                     found[hit] = run_rows[pos[hit]]
-            rows[large] = found
+            rows[rest] = found
         return rows
 
     def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> int:
@@ -130,10 +134,11 @@ class SketchCache:
         direct = (ids >= 0) & (ids < DIRECT_IDS)
         if direct.any():
             top = int(ids[direct].max()) + 1
-            if top > len(self._direct):
+            if len(self._direct) < top <= max(_DIRECT_MIN, _DIRECT_SPREAD * self._count):
                 grown_direct = np.full(min(DIRECT_IDS, max(2 * len(self._direct), top)), -1, np.int32)
                 grown_direct[: len(self._direct)] = self._direct
                 self._direct = grown_direct
+            direct &= ids < len(self._direct)  # ids too sparse for the array go to the sorted runs
             self._direct[ids[direct]] = at[direct]
         if not direct.all():
             (big_ids, big_rows), recent = self._runs

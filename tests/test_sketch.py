@@ -56,6 +56,19 @@ def test_cache_keeps_large_ids_across_merges_of_its_runs():
     np.testing.assert_array_equal(rows, cache.sketch(vectors[::-1]))
 
 
+def test_sparse_small_ids_do_not_blow_up_the_id_indexed_array():
+    from lshrs.sketch import _DIRECT_MIN
+
+    cache = SketchCache(8)
+    ids = np.array([3, _DIRECT_MIN * 10, DIRECT_IDS - 1], np.int64)  # far apart, all below DIRECT_IDS
+    vectors = np.random.default_rng(6).standard_normal((3, 8)).astype(np.float32)
+    assert cache.add(ids, vectors) == 3
+    assert len(cache._direct) <= _DIRECT_MIN  # the two far ids went to the sorted runs
+    known, rows = cache.lookup(ids[::-1])
+    assert known.all()
+    np.testing.assert_array_equal(rows, cache.sketch(vectors[::-1]))
+
+
 def test_cache_stops_at_its_capacity():
     cache = SketchCache(8, capacity=100)
     vectors = np.random.default_rng(2).standard_normal((300, 8)).astype(np.float32)
