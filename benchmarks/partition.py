@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/partition.py [--queries 200] [--centroids 256 1024]
 
 Offline (numpy only), on realdata.py's corpus and held-out queries. lshrs'
-random-hyperplane buckets need 15-19 % of this corpus as candidates to
+random-hyperplane buckets need 12-19 % of this corpus as candidates to
 reach recall@10 0.95 (compare.md), because a query's true neighbours sit
 at cosine 0.5-0.8 and a random hyperplane separates them from the query
 often. Buckets cut along the data's own clusters (spherical k-means
@@ -95,7 +95,7 @@ def markdown(result: dict) -> str:
         f"({ITERATIONS} iterations on {TRAIN:,} sampled rows), every vector in its nearest centroid's bucket,",
         "a query probing its nearest centroids' buckets. *recall* is recall@10 when every candidate is",
         "reranked (the share of true neighbours in the probed buckets). lshrs' random hyperplanes need",
-        "15-19 % of this corpus as candidates for recall 0.95 ([compare.md](compare.md)).",
+        "12-19 % of this corpus as candidates for recall 0.95 ([compare.md](compare.md)).",
         f"Load average {result['load_average'][0]:.2f} at the start.",
         "",
         "| centroids | probes | recall@10 | candidates (share of corpus) | largest bucket |",
