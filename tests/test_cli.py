@@ -33,6 +33,17 @@ def lshrs(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -
     )
 
 
+def _ctrl_c_default() -> None:
+    """In the child before exec: SIGINT back to its default action, so Python turns it into KeyboardInterrupt.
+
+    A suite started in the background by a non-interactive shell (``pytest &``, as
+    a CI script may be) inherits SIGINT ignored, every child inherits that, and
+    Python leaves an ignored SIGINT ignored: the interrupted job would run on and
+    exit 0.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _clean_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LSHRS_") and k != "REDIS_URL"}
     env["HF_HUB_OFFLINE"] = "1"
@@ -124,6 +135,7 @@ def test_interrupted_ingest_resumes_without_gaps_or_duplicates(target, redis_url
         stderr=subprocess.PIPE,
         text=True,
         env={**_clean_env(), **target},
+        preexec_fn=_ctrl_c_default,
     )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None and stored_rows(target["LSHRS_SQLITE"], name) == 0:

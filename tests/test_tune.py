@@ -160,8 +160,8 @@ def test_scratch_indexes_are_removed_when_interrupted(make_index, redis_client, 
         return measured(*args, **kwargs)
 
     monkeypatch.setattr(lshrs.tune, "measure_probes", interrupted)
-    # In the full suite an earlier in-process test leaves a deferring SIGINT handler behind
-    # (not yet traced; the single test passes alone): start from Python's own handler.
+    # A suite started in the background by a non-interactive shell (`pytest &`) inherits
+    # SIGINT ignored, and Python keeps it ignored: install Python's own handler for the test.
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         with pytest.raises(KeyboardInterrupt):
