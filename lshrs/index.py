@@ -794,18 +794,18 @@ def _check_params(params: dict[str, int]) -> None:
 
 
 def _non_negative(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < 0:
-        raise ValueError(f"{name}: expected >= 0, got {value}")
-    return value
+    return _int_at_least(name, value, 0)
 
 
 def _positive(name: str, value: Any) -> int:
+    return _int_at_least(name, value, 1)
+
+
+def _int_at_least(name: str, value: Any, low: int) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: expected >= 1, got {value}")
+    if value < low:
+        raise ValueError(f"{name}: expected >= {low}, got {value}")
     return value
 
 
