@@ -308,9 +308,17 @@ def _unpack_many(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int, byt
     return blob, sizes, int(entries), generation or b""
 
 
-def fresh_generation() -> int:
-    """A random start for a new index's generation, so a cleared and re-created index never repeats one."""
-    return secrets.randbits(62)
+def _definition_args(fields: Mapping[str, bytes | str | int]) -> list[bytes | str | int]:
+    """A new meta hash as script arguments (key, value, ...), with a fresh generation.
+
+    Every new definition (created, rebuilt, redefined) starts its generation
+    at a random value, so a cleared and re-created index never repeats one
+    and no process keeps sketches from before (sketch.py).
+    """
+    argv: list[bytes | str | int] = []
+    for key, value in {**fields, "generation": secrets.randbits(62)}.items():
+        argv += [key, value]
+    return argv
 
 
 class Buckets:
@@ -404,17 +412,11 @@ class Buckets:
 
     def create_meta(self, fields: Mapping[str, bytes | str | int]) -> bool:
         """Create the meta hash unless it exists; True when this call created it."""
-        argv: list[bytes | str | int] = []
-        for key, value in fields.items():
-            argv += [key, value]
-        return bool(self._scripts["create"](keys=[self.meta_key], args=argv))
+        return bool(self._scripts["create"](keys=[self.meta_key], args=_definition_args(fields)))
 
     def replace_meta(self, fields: Mapping[str, bytes | str | int]) -> None:
         """Replace the meta hash whole, atomically (a new index definition)."""
-        argv: list[bytes | str | int] = []
-        for key, value in fields.items():
-            argv += [key, value]
-        self._scripts["replace"](keys=[self.meta_key], args=argv)
+        self._scripts["replace"](keys=[self.meta_key], args=_definition_args(fields))
 
     def set_meta(self, **fields: bytes | str | int) -> None:
         self.client.hset(self.meta_key, mapping=fields)
@@ -487,19 +489,21 @@ class Buckets:
             order = np.lexsort((entry_ids, flat_codes, table_idx))
         return BucketWrites(table_idx[order], flat_codes[order], entry_ids[order])
 
-    def _bucket_runs(self, writes: BucketWrites) -> tuple[NDArray[np.int64], ...]:
-        """Per distinct bucket: table, group, field, and the byte range of its ids in the packed ids."""
+    def _bucket_runs(self, writes: BucketWrites) -> tuple[NDArray[Any], ...]:
+        """Per distinct bucket: table, group, field, the byte range of its ids in the packed ids, and
+        whether it opens a new bucket group (a hash key)."""
         t, c = writes.tables, writes.codes
         starts = np.flatnonzero(np.r_[True, (t[1:] != t[:-1]) | (c[1:] != c[:-1])])
         bounds = np.r_[starts, len(t)] * self.layout.id_bytes
+        tables = t[starts]
         grp, field = self._split(c[starts])
-        return t[starts], grp, field, bounds[:-1], bounds[1:]
+        new_group = np.r_[True, (tables[1:] != tables[:-1]) | (grp[1:] != grp[:-1])]
+        return tables, grp, field, bounds[:-1], bounds[1:], new_group
 
     def _script_groups(self, writes: BucketWrites) -> list[tuple[list[bytes], list[bytes]]]:
         """Per bucket group: the keys and (field, ids) arguments of the per-bucket scripts (removes, clusters)."""
         packed = writes.ids.astype(self._dtype).tobytes()
-        tables, grp, field, lo, hi = self._bucket_runs(writes)
-        new_group = np.r_[True, (tables[1:] != tables[:-1]) | (grp[1:] != grp[:-1])]
+        tables, grp, field, lo, hi, new_group = self._bucket_runs(writes)
         groups: list[tuple[list[bytes], list[bytes]]] = []
         keys: list[bytes] = []
         args: list[bytes] = []
@@ -521,8 +525,8 @@ class Buckets:
         122k-vector build (benchmarks/results/compare.md).
         """
         packed = writes.ids.astype(self._dtype).tobytes()
-        tables, grp, field, lo, hi = self._bucket_runs(writes)
-        group_starts = np.flatnonzero(np.r_[True, (tables[1:] != tables[:-1]) | (grp[1:] != grp[:-1])])
+        tables, grp, field, lo, hi, new_group = self._bucket_runs(writes)
+        group_starts = np.flatnonzero(new_group)
         group_sizes = np.diff(np.r_[group_starts, len(tables)])
         lengths = (hi - lo).astype("<u4")
         calls: list[list[bytes]] = []

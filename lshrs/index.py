@@ -14,7 +14,7 @@ from numpy.typing import NDArray
 
 from lshrs import audit, build, connection, embedded, filters, inputs, steps
 from lshrs import tune as tuning
-from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, fresh_generation, server_layout
+from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, server_layout
 from lshrs.embeddings import Embedder, make_embedder
 from lshrs.hashing import Hasher, make_planes
 from lshrs.search import Hit, Pages, Request, query_steps
@@ -209,7 +209,6 @@ class LSHRS:
             "planes": planes.astype("<f4").tobytes(),
             "group_bits": min(group_bits, params["num_bits"]),
             "small_max": small_max,
-            "generation": fresh_generation(),
         }
 
     def _redefine(self, dim: int, num_tables: int, num_bits: int, num_probes: int) -> None:
@@ -393,7 +392,7 @@ class LSHRS:
         self.buckets.clear()
         if meta:
             keep = {k: meta[k] for k in (*_HASH_PARAMS, *_LAYOUT_FIELDS, *_SETTINGS) if k in meta}
-            self.buckets.create_meta({**keep, "generation": fresh_generation()})
+            self.buckets.create_meta(keep)
 
     def delete(self, ids: Any) -> int:
         """Remove documents from the buckets, then from the store.
