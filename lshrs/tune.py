@@ -514,38 +514,45 @@ def measure_top_p(
 
     Recall comes from the same candidates ranked by sign sketch and cut to
     each share, as a query with a warm sketch cache does; latency from
-    real top_p queries on the scratch index after `LSHRS.warm()`.
+    real top_p queries on the scratch index after `LSHRS.warm()`. Each
+    setting's candidates are read and ranked once, for all its shares.
     """
     passing = sorted((i for i, r in enumerate(rows) if r.recall >= target), key=lambda i: rows[i].est_p50_ms)
-    picked = [(runs[i], rows[i], share) for i in passing[:TOP_P_SETTINGS] for share in shares]
+    picked = [(i, share) for i in passing[:TOP_P_SETTINGS] for share in shares]
     if not picked:
         return []
-    for scratch in {id(run[0]): run[0] for run, _, _ in picked}.values():
+    for scratch in {id(runs[i][0]): runs[i][0] for i, _ in picked}.values():
         scratch.warm()
-    p50s = latencies_ms([(run[0], run[1], share) for run, _, share in picked], bench)
-    return [sketch_row(run[0], row, share, p50, bench) for (run, row, share), p50 in zip(picked, p50s)]
+    p50s = latencies_ms([(runs[i][0], runs[i][1], share) for i, share in picked], bench)
+    ranked = by_sketch(bench.sample, [runs[i][:2] for i in passing[:TOP_P_SETTINGS]])
+    return [sketch_row(rows[i], *ranked[runs[i][:2]], share, p50, bench) for (i, share), p50 in zip(picked, p50s)]
 
 
-def sketch_row(scratch: LSHRS, full: TuneRow, share: float, p50: float, bench: Bench) -> TuneRow:
-    """`full` with only `share` of each query's candidates reranked, chosen by sign sketch."""
-    sample = bench.sample
-    found = probed(scratch, sample.queries, full.num_probes)
+def by_sketch(sample: Sample, settings: list[tuple[LSHRS, int]]) -> dict[Any, tuple[ranking.Pairs, ranking.Pairs]]:
+    """For each (scratch index, probes): its candidates, and the same ranked by sign-sketch similarity."""
     sketches = SketchCache(sample.corpus.shape[1], capacity=0)
-    similarity = sketches.similarity(
-        sketches.sketch(sample.queries)[found.query], sketches.sketch(sample.corpus)[found.ids]
-    )
-    ranked = ranking.rank(ranking.Pairs(found.query, found.ids, similarity))
-    limits = ranking.top_p_limits(found, len(sample.queries), bench.top_k, share)
-    chosen = ranking.head(ranked, limits)
-    reranked = float(limits.mean())
+    queries, corpus = sketches.sketch(sample.queries), sketches.sketch(sample.corpus)
+    ranked = {}
+    for scratch, num_probes in settings:
+        found = probed(scratch, sample.queries, num_probes)
+        similarity = sketches.similarity(queries[found.query], corpus[found.ids])
+        ranked[(scratch, num_probes)] = (found, ranking.rank(ranking.Pairs(found.query, found.ids, similarity)))
+    return ranked
+
+
+def sketch_row(
+    full: TuneRow, found: ranking.Pairs, ranked: ranking.Pairs, share: float, p50: float, bench: Bench
+) -> TuneRow:
+    """`full` with only `share` of each query's candidates reranked, the best by sketch."""
+    limits = ranking.top_p_limits(found, len(bench.sample.queries), bench.top_k, share)
     est = max(math.ceil(share * full.est_candidates), bench.top_k)
     return replace(
         full,
         top_p=share,
-        recall=recall_at_k(chosen, sample.truth, len(sample.corpus)),
+        recall=recall_at_k(ranking.head(ranked, limits), bench.sample.truth, len(bench.sample.corpus)),
         p50_ms=p50,
         est_reranked=float(est),
-        est_p50_ms=p50 + max(est - reranked, 0.0) * bench.cost_ms,
+        est_p50_ms=p50 + max(est - float(limits.mean()), 0.0) * bench.cost_ms,
     )
 
 
