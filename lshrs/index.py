@@ -444,9 +444,10 @@ class LSHRS:
         Returns:
             How many sketches were added.
         """
-        if self.sketches is None or (self.hasher is None and not self._attach()):
-            return 0
-        assert self.sketches is not None
+        if self.hasher is None and not self._attach():
+            return 0  # no index yet; attaching is also what makes the cache
+        if self.sketches is None:
+            return 0  # sketch_cache=0
         self.sketches.sync(self.buckets.generation())
         added = 0
         pages = Pages(self.store)

@@ -189,6 +189,14 @@ def test_rebuilt_index_gets_a_new_generation(make_index):
     assert first and lsh.buckets.generation() not in (b"", first)
 
 
+def test_warm_attaches_to_an_index_made_after_this_instance(make_index):
+    early = make_index()  # no index and an empty store yet: no hasher, no cache
+    assert early.sketches is None and early.warm() == 0
+    writer = make_index(store=early.store, num_tables=4, num_bits=6)
+    writer.ingest(vectors=clustered(500, dim=16))
+    assert early.warm() == 500 and len(early.sketches) == 500
+
+
 def test_without_top_p_no_sketch_is_computed(make_index):
     lsh = make_index(num_tables=4, num_bits=6)
     vectors = clustered(3_000, dim=16)
