@@ -38,7 +38,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from servers import Postgres, RedisServer, debian_pg_bindir  # noqa: E402
 
-from lshrs import LSHRS, PostgresStore, __version__, search, steps  # noqa: E402
+from lshrs import LSHRS, PostgresStore, __version__, search  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TABLE = "scale_docs"
@@ -265,7 +265,7 @@ def get_plan(store: PostgresStore, lsh: LSHRS, query: np.ndarray) -> list[str]:
 
 
 def candidates_ids(lsh: LSHRS, queries: np.ndarray) -> np.ndarray:
-    pairs, _, _ = steps.run(search.candidates(lsh, queries, lsh.num_probes), lsh._targets())  # internal: the ids
+    pairs = search.probe(lsh.attachment, queries, lsh.num_probes)
     return np.asarray(pairs.ids, np.int64)
 
 

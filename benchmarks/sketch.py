@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import realdata  # noqa: E402
 
-from lshrs.hashing import Hasher, make_planes  # noqa: E402
+from lshrs.hyperplanes import Hyperplanes, make_planes  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BUDGET = 0.02
@@ -35,7 +35,7 @@ SETTINGS = [(16, 12, 64), (16, 14, 64), (24, 14, 32), (24, 14, 64), (32, 14, 64)
 
 def lsh_candidates(corpus: np.ndarray, queries: np.ndarray, tables: int, bits: int, probes: int) -> list:
     """Per query: (candidate rows, collision counts), as lshrs' buckets would return them."""
-    hasher = Hasher(make_planes(corpus.shape[1], tables, bits, 0), tables, bits)
+    hasher = Hyperplanes(make_planes(corpus.shape[1], tables, bits, 0), tables, bits)
     codes = hasher.codes(corpus)
     order = np.argsort(codes, axis=0, kind="stable")
     ordered = np.take_along_axis(codes, order, axis=0)

@@ -49,9 +49,13 @@ from core import used_memory  # noqa: E402
 from scale import Corpus, Truth, code_state, load_average, pg_sizes, recall  # noqa: E402
 from servers import Postgres, RedisServer, debian_pg_bindir  # noqa: E402
 
-import lshrs.index as lshrs_index  # noqa: E402
-from lshrs import LSHRS, MemoryStore, SQLiteStore, __version__  # noqa: E402
-from lshrs.search import query_steps  # noqa: E402
+from lshrs import (  # noqa: E402
+    LSHRS,
+    MemoryStore,
+    SQLiteStore,
+    __version__,
+    search,  # noqa: E402
+)
 from lshrs.steps import Step, Steps  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -118,10 +122,20 @@ def timed_query(lsh: LSHRS, vector: np.ndarray, top_p: float | None = None) -> t
     """One query built exactly as `LSHRS.query` builds it, driven by `timed_run`; ids, phases and wall time."""
     t0 = time.perf_counter()
     watch = Stopwatch(t0)
-    request = lsh._request(lshrs_index._one(vector, lsh.dim), TOP_K, top_p, True, None, None)
-    targets = lsh._targets()
+    request = search.request(
+        search.one_query(vector, lsh.dim),
+        dim=lsh.dim,
+        top_k=TOP_K,
+        top_p=top_p,
+        rerank=True,
+        probes=lsh.num_probes,
+        filter=None,
+        exact_below=lsh.exact_below,
+        batch_size=lsh.batch_size,
+    )
+    targets = lsh.step_targets()
     watch.lap("other")  # validation, as in LSHRS.query
-    hits = timed_run(query_steps(lsh, request), targets, watch)[0]
+    hits = timed_run(search.query_steps(lsh.attachment, request), targets, watch)[0]
     total = time.perf_counter() - t0
     return [h.id for h in hits], watch, total
 

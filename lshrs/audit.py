@@ -11,15 +11,13 @@ table) entry on each side, so a 6.4M-vector, 12-table index needs ~2.5 GB.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs.search import Pages
-
-if TYPE_CHECKING:
-    from lshrs.index import LSHRS
+from lshrs.attachment import Attachment
+from lshrs.stores.pages import Pages
 
 SAMPLE = 10
 _ENTRY = np.dtype((np.void, 16))  # (bucket, id) as one comparable 16-byte value
@@ -37,9 +35,10 @@ class Drift:
     store_rows: int
 
 
-def measure(lsh: LSHRS) -> Drift:
-    expected, rows = _expected(lsh)
-    found = _found(lsh)
+def measure(index: Attachment, batch_size: int) -> Drift:
+    """Both sides read whole: the entries the store implies, and the entries the buckets hold."""
+    expected, rows = _expected(index, batch_size)
+    found = _found(index)
     e, f = _as_entries(expected), _as_entries(found)
     unique, first, counts = np.unique(f, return_index=True, return_counts=True)
     return Drift(
@@ -52,8 +51,8 @@ def measure(lsh: LSHRS) -> Drift:
     )
 
 
-def report(lsh: LSHRS, drift: Drift) -> dict[str, Any]:
-    counter = lsh.buckets.entry_count()
+def report(index: Attachment, drift: Drift) -> dict[str, Any]:
+    counter = index.buckets.entry_count()
     return {
         "ok": not (len(drift.missing) or len(drift.stale) or len(drift.repeated)) and counter == len(drift.found),
         "store_rows": drift.store_rows,
@@ -69,41 +68,43 @@ def report(lsh: LSHRS, drift: Drift) -> dict[str, Any]:
     }
 
 
-def fix(lsh: LSHRS, drift: Drift) -> None:
+def fix(index: Attachment, drift: Drift) -> None:
     """Drop stale and repeated entries, add missing ones (repeated expected ones once), reset the counter."""
     remove = np.concatenate([drift.stale, drift.repeated])
     readd = drift.repeated[np.isin(_as_entries(drift.repeated), _as_entries(drift.expected))]
     add = np.concatenate([drift.missing, readd])
-    lsh.buckets.apply(add=_writes(lsh, add) if len(add) else None, remove=_writes(lsh, remove) if len(remove) else None)
-    lsh.buckets.set_meta(entries=len(drift.expected))
+    buckets = index.buckets
+    buckets.apply(add=_writes(index, add) if len(add) else None, remove=_writes(index, remove) if len(remove) else None)
+    buckets.set_meta(entries=len(drift.expected))
 
 
-def _expected(lsh: LSHRS) -> tuple[NDArray[np.int64], int]:
-    assert lsh.hasher is not None
-    tables, bits = lsh.hasher.num_tables, lsh.hasher.num_bits
+def _expected(index: Attachment, batch_size: int) -> tuple[NDArray[np.int64], int]:
+    family = index.family
+    assert family is not None
+    tables, bits = family.num_tables, family.num_bits
     parts, rows = [np.empty((0, 2), np.int64)], 0
-    for batch in Pages(lsh.store).scan(lsh.batch_size, payload=False):
-        codes = lsh.hasher.codes(batch.vectors)  # (n, tables)
+    for batch in Pages(index.store).scan(batch_size, payload=False):
+        codes = family.codes(batch.vectors)  # (n, tables)
         buckets = (np.arange(tables, dtype=np.int64)[None, :] << bits) | codes
         parts.append(np.stack([buckets.reshape(-1), np.repeat(batch.ids, tables)], axis=1))
         rows += len(batch)
     return np.concatenate(parts), rows
 
 
-def _found(lsh: LSHRS) -> NDArray[np.int64]:
-    assert lsh.hasher is not None
-    bits = lsh.hasher.num_bits
+def _found(index: Attachment) -> NDArray[np.int64]:
+    assert index.family is not None
+    bits = index.family.num_bits
     parts = [np.empty((0, 2), np.int64)]
-    for table, code, ids in lsh.buckets.members():
+    for table, code, ids in index.buckets.every_bucket():
         parts.append(np.stack([np.full(len(ids), table << bits | code, np.int64), ids], axis=1))
     return np.concatenate(parts)
 
 
-def _writes(lsh: LSHRS, entries: NDArray[np.int64]) -> Any:
-    assert lsh.hasher is not None
-    bits = lsh.hasher.num_bits
+def _writes(index: Attachment, entries: NDArray[np.int64]) -> Any:
+    assert index.family is not None
+    bits = index.family.num_bits
     buckets, ids = entries[:, 0], entries[:, 1]
-    return lsh.buckets.group_entries(buckets >> bits, buckets & ((1 << bits) - 1), ids)
+    return index.buckets.group_entries(buckets >> bits, buckets & ((1 << bits) - 1), ids)
 
 
 def _as_entries(pairs: NDArray[np.int64]) -> NDArray[Any]:

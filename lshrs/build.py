@@ -1,83 +1,102 @@
 """index(): bucket builds over rows already in the store, resumable after a crash.
 
 The store is scanned in ascending id order; the last id of each written
-chunk is the checkpoint (``indexed_through`` in the index's meta hash), so a
-re-run continues after it and a finished build later picks up only new rows.
+chunk is the checkpoint (``indexed_through`` in the definition), so a re-run
+continues after it and a finished build later picks up only new rows. Works
+on an `Attachment` (definition, hash family, buckets, store); never on an `LSHRS`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs import inputs
-from lshrs.search import Pages
-from lshrs.stores.base import Rows, Store
-
-if TYPE_CHECKING:
-    from lshrs.index import LSHRS
+from lshrs import inputs, progress
+from lshrs.attachment import Attachment
+from lshrs.definition import BuildState, Meta
+from lshrs.stores.base import Rows
+from lshrs.stores.pages import Pages
 
 # Bucket entries pooled per write pipeline (see hashed_chunks): about 40 MB
 # of ids and codes. Each pipeline touches nearly every bucket once, so fewer,
 # larger ones do less work in Redis: a 122k-vector build at L=16 took 2.6 s
 # with one pipeline of 4M entries and 3.2 s with two of 1.5M.
 FLUSH_ENTRIES = 4_000_000
-# The meta's build state after `LSHRS._redefine` (new tables/bits): the old buckets are still to drop.
-REDEFINE = "redefine"
 
 
-def index_arrays(lsh: LSHRS, ids: Any, vectors: Any) -> int:
+@dataclass(frozen=True)
+class Plan:
+    """How a build treats entries that may already be in the buckets.
+
+    Attributes:
+        fresh: nothing is in the buckets: chunks are only appended.
+        dedupe_first: the chunk after the checkpoint may be half written
+            (a fresh build died mid-pipeline): remove its ids before adding them.
+        dedupe_all: rows may already be in the buckets (ingest(), a crashed
+            incremental build): remove every chunk's ids before adding them.
+        recount: a build died: the entry counter, which rides at the end of
+            each pipeline, may be off; count the buckets at the end.
+    """
+
+    fresh: bool
+    dedupe_first: bool
+    dedupe_all: bool
+    recount: bool
+
+
+def plan(meta: Meta, entries: int) -> Plan:
+    fresh = meta.indexed_through is None and entries == 0
+    dedupe_all = not fresh and meta.build is not BuildState.FRESH
+    return Plan(fresh, not fresh, dedupe_all, meta.build in (BuildState.FRESH, BuildState.RUNNING))
+
+
+def index_arrays(index: Attachment, ids: Any, vectors: Any, batch_size: int) -> int:
     """`index(ids, vectors)`: hash arrays whose rows the caller keeps in the store."""
-    vecs = inputs.as_vectors(vectors, dim=lsh.dim)
-    id_arr = lsh._ids(ids)
+    vecs = inputs.as_vectors(vectors, dim=index.dim)
+    id_arr = inputs.as_ids(ids, id_bytes=index.id_bytes)
     inputs.check_length("ids", len(id_arr), len(vecs))
     batches = (
-        Rows(id_arr[lo : lo + lsh.batch_size], vecs[lo : lo + lsh.batch_size])
-        for lo in range(0, len(id_arr), lsh.batch_size)
+        Rows(id_arr[lo : lo + batch_size], vecs[lo : lo + batch_size]) for lo in range(0, len(id_arr), batch_size)
     )
-    for chunk_ids, codes in hashed_chunks(lsh, batches, None):
-        lsh.buckets.apply(add=lsh.buckets.group(chunk_ids, codes))
+    for chunk_ids, codes in hashed_chunks(index, batches, None):
+        index.buckets.apply(add=index.buckets.group(chunk_ids, codes))
     return len(id_arr)
 
 
-def index_store(lsh: LSHRS) -> int:
+def index_store(index: Attachment, batch_size: int, show_progress: bool) -> int:
     """`index()`: every stored row past the last checkpoint, in id order."""
-    if lsh.hasher is None and not lsh._attach():
+    if index.family is None and not index.attach():
         return 0  # an empty store and no index yet: nothing to build, and no half-made index left behind
-    meta = lsh.buckets.read_meta()
-    if meta.get("build") == REDEFINE.encode():
-        lsh.buckets.drop_buckets()  # they were hashed with the old planes; the meta counts none of them
-    checkpoint = int(meta["indexed_through"]) if "indexed_through" in meta else None
-    fresh = checkpoint is None and lsh.buckets.entry_count() == 0
-    # A fresh build only appends. A resumed or incremental one removes
-    # each chunk's ids before appending, so rows that a crash or ingest()
-    # already placed are not placed twice.
-    careful = not fresh and meta.get("build") != b"fresh"
-    # A build that died mid-pipeline may have written buckets without
-    # counting them (the count rides at the end of each pipeline).
-    crashed = meta.get("build") in (b"fresh", b"running")
-    first = True
-    lsh.buckets.set_meta(build="fresh" if fresh else "running")
+    meta = index.read_meta()
+    assert meta is not None
+    buckets = index.buckets
+    if meta.build is BuildState.REDEFINE:
+        buckets.drop_buckets()  # they were hashed with the old family; the meta counts none of them
+    how = plan(meta, buckets.entry_count())
+    buckets.set_meta(build=(BuildState.FRESH if how.fresh else BuildState.RUNNING).value)
     done = 0
-    with progress(lsh.show_progress, lsh.store, lsh.name) as bar:
-        rows = Pages(lsh.store).scan(lsh.batch_size, after=checkpoint, payload=False)  # texts are not hashed
-        for ids, codes in hashed_chunks(lsh, rows, bar):
-            group = lsh.buckets.group(ids, codes)
-            lsh.buckets.apply(add=group, remove=group if (careful or (first and not fresh)) else None)
-            lsh.buckets.set_meta(indexed_through=int(ids[-1]))
-            first = False
+    with progress.bar(
+        f"indexing {index.name}", show=show_progress, total=index.store.count() if show_progress else None
+    ) as shown:
+        rows = Pages(index.store).scan(batch_size, after=meta.indexed_through, payload=False)  # texts are not hashed
+        for ids, codes in hashed_chunks(index, rows, shown):
+            group = buckets.group(ids, codes)
+            dedupe = how.dedupe_all or (how.dedupe_first and done == 0)
+            buckets.apply(add=group, remove=group if dedupe else None)
+            buckets.set_meta(indexed_through=int(ids[-1]))
             done += len(ids)
-    if crashed:
-        lsh.buckets.set_meta(entries=int(lsh.buckets.bucket_sizes().sum()))
-    lsh.buckets.set_meta(build="done")
+    if how.recount:
+        buckets.set_meta(entries=int(buckets.bucket_sizes().sum()))
+    buckets.set_meta(build=BuildState.DONE.value)
     return done
 
 
 def hashed_chunks(
-    lsh: LSHRS, batches: Iterable[Rows], bar: Any
+    index: Attachment, batches: Iterable[Rows], shown: Any
 ) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64]]]:
     """Hash batches of rows and regroup them into chunks of about `FLUSH_ENTRIES` bucket entries.
 
@@ -90,21 +109,15 @@ def hashed_chunks(
     pooled_codes: list[NDArray[np.int64]] = []
     pooled = 0
     for rows in batches:
-        hasher = lsh._ready(rows.vectors.shape[1])
-        vectors = inputs.as_vectors(rows.vectors, dim=hasher.planes.shape[0], name="stored vectors")
+        family = index.ready(rows.vectors.shape[1])
+        vectors = inputs.as_vectors(rows.vectors, dim=family.dim, name="stored vectors")
         pooled_ids.append(rows.ids)
-        pooled_codes.append(hasher.codes(vectors))
-        pooled += len(rows.ids) * hasher.num_tables
-        if bar is not None:
-            bar.update(len(rows.ids))
+        pooled_codes.append(family.codes(vectors))
+        pooled += len(rows.ids) * family.num_tables
+        if shown is not None:
+            shown.update(len(rows.ids))
         if pooled >= FLUSH_ENTRIES:
             yield np.concatenate(pooled_ids), np.concatenate(pooled_codes)
             pooled_ids, pooled_codes, pooled = [], [], 0
     if pooled_ids:
         yield np.concatenate(pooled_ids), np.concatenate(pooled_codes)
-
-
-def progress(show: bool, store: Store, name: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=store.count() if show else None, desc=f"indexing {name}", unit="rows", disable=not show)

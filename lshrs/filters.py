@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from lshrs.ranking import Pairs
 from lshrs.steps import Steps, call
-from lshrs.stores.base import Metadata, Rows
+from lshrs.stores.base import Metadata, Rows, capabilities
 
 Filter = Mapping[str, Any] | Callable[[Metadata], bool]
 Predicate = Callable[[Metadata | None], bool]
@@ -81,3 +82,17 @@ def first_passing(ranked: Pairs, n_queries: int, top_k: int, predicate: Predicat
             if found >= top_k:
                 break
     return ranked.take(kept)
+
+
+def find_steps(store: Any, filter: Filter, batch_size: int) -> Steps[NDArray[np.int64]]:
+    """Ids of every stored document whose metadata passes, ascending: SQL where the store can, else one scan."""
+    predicate = as_predicate(filter)
+    equals = pushdown(filter)
+    if equals is not None and capabilities(store).find:
+        return np.sort(np.asarray((yield call("store", "find", equals)), np.int64))
+    found = [np.empty(0, np.int64)]
+    after = None
+    while (rows := (yield call("pages", "page", after, batch_size))) is not None:
+        after = int(rows.ids[-1])
+        found.append(matching(rows, predicate).ids)
+    return np.concatenate(found)

@@ -1,110 +1,57 @@
-"""Random-hyperplane LSH (SimHash) with query-directed multi-probe.
+"""The hash-family interface: how vectors and queries pick their buckets.
 
-Pure numpy: every function takes a whole batch and does one matrix product,
-so no verb loops over vectors in Python.
+An index is created with one family, named in its definition and rebuilt
+from the definition's fields by every process that attaches. The verbs,
+the bucket layout and the audit see only this interface, so a new family
+(drawn from the data, say) plugs in by implementing it and registering its
+kind here; nothing else needs to know which family an index uses.
 """
 
 from __future__ import annotations
 
-import itertools
-from dataclasses import dataclass, field
-from functools import cache
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
-# Perturbation templates are drawn from the flips of the `_TEMPLATE_BITS`
-# projections closest to zero; sets of up to three flips cover the first few
-# dozen probes, far more than any sensible `num_probes`.
-_TEMPLATE_BITS = 10
-_TEMPLATE_MAX_FLIPS = 3
+from lshrs.definition import Definition
 
 
-def make_planes(dim: int, num_tables: int, num_bits: int, seed: int) -> NDArray[np.float32]:
-    """Draw the hyperplanes, shape (dim, num_tables * num_bits).
+class HashFamily(Protocol):
+    """Maps vectors to bucket codes: `num_tables` entries per vector, each code below ``2**num_bits``.
 
-    They are stored in Redis with the index rather than regenerated from the
-    seed, because numpy does not promise one random stream across versions.
+    `codes` must give the same buckets for the same float32 vector whatever
+    batch it arrives in: a replace or delete finds a vector's entries by
+    re-hashing its stored copy.
     """
-    rng = np.random.default_rng(seed)
-    return rng.standard_normal((dim, num_tables * num_bits)).astype(np.float32)
 
-
-@dataclass(frozen=True)
-class Hasher:
-    """Maps vectors to one integer code per table."""
-
-    planes: NDArray[np.float32]
+    kind: str
     num_tables: int
     num_bits: int
-    _planes64: NDArray[np.float64] = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_planes64", self.planes.astype(np.float64))
-
-    def project(self, vectors: NDArray[np.float32]) -> NDArray[np.float64]:
-        """Projections, shape (n, tables, bits).
-
-        Computed in float64 from the float32 vectors so the same stored vector
-        always lands in the same buckets, whatever the batch it arrives in:
-        removal on upsert and delete re-hashes the stored copy.
-        """
-        proj = vectors.astype(np.float64) @ self._planes64
-        return proj.reshape(len(vectors), self.num_tables, self.num_bits)
+    @property
+    def dim(self) -> int: ...
 
     def codes(self, vectors: NDArray[np.float32]) -> NDArray[np.int64]:
-        """Bucket code of each vector in each table, shape (n, tables)."""
-        return pack_bits(self.project(vectors) > 0)
+        """Bucket code of each vector in each table, shape (n, num_tables)."""
+        ...
 
     def probes(self, vectors: NDArray[np.float32], num_probes: int) -> NDArray[np.int64]:
-        """Codes to visit per query and table, best first, shape (n, tables, probes).
+        """Codes a query visits per table, best first, shape (n, num_tables, probes); probe 0 is `codes`."""
+        ...
 
-        Probe 0 is the home bucket; the rest flip the sets of bits whose
-        projections are closest to zero, ordered by the summed squared
-        distance of the flipped projections (query-directed probing).
-        """
-        proj = self.project(vectors)
-        home = pack_bits(proj > 0)
-        if num_probes <= 1:
-            return home[:, :, None]
-        flips = flip_masks(np.abs(proj), num_probes - 1)
-        return np.concatenate([home[:, :, None], home[:, :, None] ^ flips], axis=2)
+    def fields(self) -> dict[str, bytes]:
+        """What the family keeps in the index definition besides the shared parameters."""
+        ...
 
 
-def pack_bits(bits: NDArray[np.bool_]) -> NDArray[np.int64]:
-    """Pack the last axis of a boolean array into integers, bit i = axis i."""
-    weights = np.left_shift(np.int64(1), np.arange(bits.shape[-1], dtype=np.int64))
-    return bits.astype(np.int64) @ weights
+def family_for(definition: Definition) -> HashFamily:
+    """The hash family an index was defined with, rebuilt from its stored fields."""
+    from lshrs.hyperplanes import Hyperplanes
 
-
-def flip_masks(margins: NDArray[np.float64], count: int) -> NDArray[np.int64]:
-    """The `count` cheapest bit-flip masks for each (query, table).
-
-    Args:
-        margins: |projection| per bit, shape (n, tables, bits).
-        count: masks wanted per (query, table).
-    """
-    n_bits = margins.shape[-1]
-    templates = _templates(min(n_bits, _TEMPLATE_BITS))
-    count = min(count, len(templates))
-    order = np.argsort(margins, axis=-1)[..., : templates.shape[1]]
-    nearest = np.take_along_axis(margins, order, axis=-1)
-    # score of each template = sum of squared margins of the bits it flips
-    scores = (nearest**2) @ templates.T.astype(np.float64)
-    best = np.argsort(scores, axis=-1, kind="stable")[..., :count]
-    # turn rank-space templates into position-space bit masks
-    position_bits = np.left_shift(np.int64(1), order)
-    masks = position_bits @ templates.T.astype(np.int64)
-    return np.take_along_axis(masks, best, axis=-1)
-
-
-@cache
-def _templates(n_bits: int) -> NDArray[np.int8]:
-    """All non-empty sets of up to three of the `n_bits` nearest bits, as 0/1 rows."""
-    rows = []
-    for size in range(1, _TEMPLATE_MAX_FLIPS + 1):
-        for combo in itertools.combinations(range(n_bits), size):
-            row = np.zeros(n_bits, dtype=np.int8)
-            row[list(combo)] = 1
-            rows.append(row)
-    return np.array(rows, dtype=np.int8)
+    families: Mapping[str, Any] = {Hyperplanes.kind: Hyperplanes}
+    maker = families.get(definition.family)
+    if maker is None:
+        raise ValueError(f"index hash family {definition.family!r} is not known to this lshrs ({', '.join(families)})")
+    return maker.from_definition(definition)  # type: ignore[no-any-return]

@@ -1,68 +1,66 @@
-"""`LSHRS`: validate -> hash -> buckets (Redis) -> store -> rerank."""
+"""`LSHRS`: the one public class, a façade over the index's parts.
+
+It builds the parts (Redis client, buckets, store, the `Attachment` that
+holds the definition and hash family) and gives each verb one short method;
+the work is elsewhere: writes.py (ingest, delete), search.py (queries),
+build.py (index), audit.py (verify, repair), tune.py, locks.py. Nothing
+outside this module reaches into an `LSHRS`; they take its parts.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs import audit, build, connection, embedded, filters, inputs, steps
+from lshrs import audit, build, connection, embedded, filters, inputs, locks, search, steps, writes
 from lshrs import tune as tuning
-from lshrs.buckets import FORMAT_VERSION, Buckets, Layout, server_layout
+from lshrs.attachment import Attachment
+from lshrs.buckets import Buckets
+from lshrs.definition import (
+    DEFAULT_ID_BYTES,
+    DEFAULT_NUM_BITS,
+    DEFAULT_NUM_PROBES,
+    DEFAULT_NUM_TABLES,
+    DEFAULT_SEED,
+    check_requested,
+)
 from lshrs.embeddings import Embedder, make_embedder
-from lshrs.hashing import Hasher, make_planes
-from lshrs.search import Hit, Pages, Request, query_steps
-from lshrs.search import candidates as search_candidates
+from lshrs.hashing import HashFamily
+from lshrs.search import Hit
 from lshrs.sketch import DEFAULT_CAPACITY as DEFAULT_SKETCH_CAPACITY
 from lshrs.sketch import SketchCache
 from lshrs.steps import Steps, call
-from lshrs.stores.base import Metadata, Rows, Store
+from lshrs.stores.base import Metadata, Rows, Store, capabilities
+from lshrs.stores.pages import Pages
 
 if TYPE_CHECKING:
     from lshrs.tune import TuneResult
 
-log = logging.getLogger("lshrs")
-T = TypeVar("T")
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_EXACT_BELOW",
+    "DEFAULT_ID_BYTES",
+    "DEFAULT_NUM_BITS",
+    "DEFAULT_NUM_PROBES",
+    "DEFAULT_NUM_TABLES",
+    "DEFAULT_SEED",
+    "LSHRS",
+    "Hit",
+    "default_table",
+]
 
-# Defaults from benchmarks/compare.py on 121,900 real MiniLM embeddings
-# (Wikipedia passages + WordNet glosses; benchmarks/results/compare.md):
-# L=16, K=14, 128 probes reached recall@10 0.973 reranking 19% of the corpus
-# (p50 33 ms on the 2-core bench machine; 0.966 reranking 0.96% at 21 ms
-# with top_p=0.05), at 104 Redis bytes per vector: the fastest setting at
-# recall >= 0.95 with 16 tables when every candidate is reranked. L=24, K=14,
-# 64 probes is faster but costs 155 B/vector. The earlier L=12, K=14, 12
-# probes (tuned on clustered synthetic vectors) reached only 0.52 there.
-# `LSHRS.tune` fits a user's own data and size.
-DEFAULT_NUM_TABLES = 16
-DEFAULT_NUM_BITS = 14
-DEFAULT_NUM_PROBES = 128
-DEFAULT_SEED = 0
-DEFAULT_ID_BYTES = 4
+log = logging.getLogger("lshrs")
+
 DEFAULT_BATCH_SIZE = 10_000
 # Below this many indexed vectors a query scans the store exactly: that is
 # both faster than probing and the only way tiny indexes answer top_k fully.
 DEFAULT_EXACT_BELOW = 2_000
-
-# Writers of the same ids take turns: ingest and delete hold a lock on the
-# stripes (id mod LOCK_STRIPES) of their batch while they read the old rows,
-# write the store and move the buckets; without it two upserts of one id can
-# leave the buckets of the loser's vector behind. A crashed writer's stripes
-# free themselves after LOCK_TTL_MS; a writer gives up after LOCK_WAIT_S.
-LOCK_STRIPES = 4096
-LOCK_TTL_MS = 60_000
-LOCK_WAIT_S = 120.0
-
-_HASH_PARAMS = ("dim", "num_tables", "num_bits", "seed", "id_bytes")
-# meta fields fixed at creation besides the parameters (kept across rebuilds)
-_LAYOUT_FIELDS = ("format", "planes", "group_bits", "small_max")
-# meta fields that are settings, not definition: kept across rebuilds
-_SETTINGS = ("next_id", "num_probes")
 
 
 class LSHRS:
@@ -122,13 +120,16 @@ class LSHRS:
         sketch_cache: int = DEFAULT_SKETCH_CAPACITY,
     ) -> None:
         self.name = inputs.check_name(name)
-        self._probes_given = num_probes is not None
-        self.num_probes = DEFAULT_NUM_PROBES if num_probes is None else _positive("num_probes", num_probes)
-        self.batch_size = _positive("batch_size", batch_size)
+        self._num_probes = None if num_probes is None else inputs.positive("num_probes", num_probes)
+        self.batch_size = inputs.positive("batch_size", batch_size)
         self.show_progress = show_progress
         self.exact_below = exact_below
-        self.sketch_capacity = _non_negative("sketch_cache", sketch_cache)
-        self.sketches: SketchCache | None = None
+        sketch_capacity = inputs.non_negative("sketch_cache", sketch_cache)
+        requested = check_requested(
+            {"dim": dim, "num_tables": num_tables, "num_bits": num_bits, "seed": seed, "id_bytes": id_bytes}
+        )
+        if store is not None:
+            capabilities(store)  # a store lacking a required method is refused here, not at its first use
         self.redis, self._owns_client = connection.connect(redis, redis_url, data_dir)
         self._async_redis = async_redis
         self._pages: Pages | None = None
@@ -136,117 +137,58 @@ class LSHRS:
             from lshrs.stores.sqlite import SQLiteStore
 
             store = SQLiteStore(Path(data_dir) / "lshrs.sqlite3", table=default_table(name))
-        self.store: Store = store
         self._embedding_model = embedding_model
         self._embed_batch_size = embed_batch_size
         self._embedder: Embedder | None = None
-        requested = {"dim": dim, "num_tables": num_tables, "num_bits": num_bits, "seed": seed, "id_bytes": id_bytes}
-        self._requested = {k: v for k, v in requested.items() if v is not None}
-        _check_params(self._requested)
-        self.buckets = Buckets(self.redis, self.name)
-        self.buckets.bind_async(self._async_client)
-        self.hasher: Hasher | None = None
-        self.params: dict[str, int] = {}
-        self._attach()
+        buckets = Buckets(self.redis, self.name)
+        buckets.bind_async(self._async_client)
+        self.attachment = Attachment(buckets, store, requested, sketch_capacity)
+        self.attachment.attach()
 
-    # -- parameters and attach -------------------------------------------
+    # -- the parts, as the verbs see them ---------------------------------
 
-    def _attach(self) -> bool:
-        """Load the index definition from Redis, or create it once dim is known."""
-        meta = self.buckets.read_meta()
-        if meta:
-            self._load(meta)
-            return True
-        dim = self._requested.get("dim") or self.store.dim()
-        if dim:
-            self._create(int(dim))
-            return True
-        return False
+    @property
+    def store(self) -> Store:
+        return self.attachment.store
 
-    def _load(self, meta: dict[str, bytes]) -> None:
-        version = int(meta.get("format", b"0"))
-        if version != FORMAT_VERSION:
-            raise ValueError(f"index {self.name!r}: format version {version}, this lshrs reads {FORMAT_VERSION}")
-        params = {k: int(meta[k]) for k in _HASH_PARAMS}
-        conflicts = {k: (v, params[k]) for k, v in self._requested.items() if params[k] != v}
-        if conflicts:
-            detail = ", ".join(f"{k}={got} (index has {have})" for k, (got, have) in conflicts.items())
-            raise ValueError(f"index {self.name!r} exists with other parameters: {detail}")
-        planes = np.frombuffer(meta["planes"], dtype="<f4").reshape(params["dim"], -1).astype(np.float32)
-        self.params = params
-        if not self._probes_given and "num_probes" in meta:
-            self.num_probes = int(meta["num_probes"])
-        self.buckets.layout = Layout(
-            id_bytes=params["id_bytes"],
-            num_bits=params["num_bits"],
-            group_bits=int(meta["group_bits"]),
-            small_max=int(meta["small_max"]),
-        )
-        self.hasher = Hasher(planes, params["num_tables"], params["num_bits"])
-        if self.sketch_capacity and (self.sketches is None or self.sketches.dim != params["dim"]):
-            self.sketches = SketchCache(params["dim"], capacity=self.sketch_capacity)
+    @property
+    def buckets(self) -> Buckets:
+        return self.attachment.buckets
 
-    def _create(self, dim: int) -> None:
-        fields = self._definition(dim)
-        if self.buckets.create_meta(fields):
-            log.info("created index %r: %s", self.name, {k: fields[k] for k in _HASH_PARAMS})
-        self._load(self.buckets.read_meta())
+    @property
+    def hasher(self) -> HashFamily | None:
+        """The index's hash family, None until the index exists."""
+        return self.attachment.family
 
-    def _definition(self, dim: int) -> dict[str, Any]:
-        """The meta fields of a new index: the requested parameters (defaults for the rest) and fresh planes."""
-        params = {
-            "dim": dim,
-            "num_tables": self._requested.get("num_tables", DEFAULT_NUM_TABLES),
-            "num_bits": self._requested.get("num_bits", DEFAULT_NUM_BITS),
-            "seed": self._requested.get("seed", DEFAULT_SEED),
-            "id_bytes": self._requested.get("id_bytes", DEFAULT_ID_BYTES),
-        }
-        planes = make_planes(dim, params["num_tables"], params["num_bits"], params["seed"])
-        group_bits, small_max = server_layout(self.redis)
-        return {
-            **params,
-            "format": FORMAT_VERSION,
-            "planes": planes.astype("<f4").tobytes(),
-            "group_bits": min(group_bits, params["num_bits"]),
-            "small_max": small_max,
-        }
+    @property
+    def sketches(self) -> SketchCache | None:
+        return self.attachment.sketches
 
-    def _redefine(self, dim: int, num_tables: int, num_bits: int, num_probes: int) -> None:
-        """Give the index new tables, bits and probes; `index()` then rebuilds the buckets from the store.
-
-        The meta hash is swapped in one step and marked ``build=redefine``:
-        an `index()` that finds the mark drops the old buckets before it
-        builds, so a rebuild interrupted at any point is finished by running
-        `index()` again. Seed, id width and the id counter carry over.
-        """
-        old = self.buckets.read_meta()
-        self._requested.update({k: v for k, v in self.params.items() if k in _HASH_PARAMS})
-        self._requested.update(dim=dim, num_tables=num_tables, num_bits=num_bits)
-        fields = {**self._definition(dim), "num_probes": num_probes, "build": build.REDEFINE}
-        if "next_id" in old:
-            fields["next_id"] = old["next_id"]
-        self.buckets.replace_meta(fields)
-        self._probes_given = False
-        self._load(self.buckets.read_meta())
-
-    def _ready(self, dim: int) -> Hasher:
-        """The hasher, creating the index from the first vectors' dimension if needed."""
-        if self.hasher is None and not self._attach():
-            self._create(dim)
-        assert self.hasher is not None
-        return self.hasher
+    @property
+    def params(self) -> dict[str, int]:
+        """The index's parameters (dim, num_tables, num_bits, seed, id_bytes); empty until it exists."""
+        definition = self.attachment.definition
+        return {} if definition is None else definition.params
 
     @property
     def dim(self) -> int | None:
-        return self.params.get("dim")
+        return self.attachment.dim
 
     @property
     def id_bytes(self) -> int:
         """Width of an id in the buckets: the index's, or the one it will be created with."""
-        return self.params.get("id_bytes") or self._requested.get("id_bytes", DEFAULT_ID_BYTES)
+        return self.attachment.id_bytes
 
-    def _ids(self, ids: Any, **kwargs: Any) -> NDArray[np.int64]:
-        return inputs.as_ids(ids, id_bytes=self.id_bytes, **kwargs)
+    @property
+    def num_probes(self) -> int:
+        """Buckets visited per table: as given, else what `tune(apply=True)` saved, else the default."""
+        if self._num_probes is not None:
+            return self._num_probes
+        return self.attachment.saved_probes or DEFAULT_NUM_PROBES
+
+    @num_probes.setter
+    def num_probes(self, value: int) -> None:
+        self._num_probes = inputs.positive("num_probes", value)
 
     # -- embedding ---------------------------------------------------------
 
@@ -275,7 +217,8 @@ class LSHRS:
         Returns:
             The ids written, in input order.
         """
-        return steps.run(self._ingest_steps(texts, vectors, ids, metadata), self._targets())
+        job = writes.ingest_steps(self.attachment, texts, vectors, ids, metadata, self.batch_size)
+        return steps.run(job, self.step_targets())
 
     async def aingest(
         self,
@@ -286,86 +229,8 @@ class LSHRS:
         metadata: Sequence[Metadata | None] | None = None,
     ) -> NDArray[np.int64]:
         """`ingest` without blocking the event loop (redis.asyncio; async psycopg for Postgres)."""
-        return await steps.arun(self._ingest_steps(texts, vectors, ids, metadata), self._targets())
-
-    def _ingest_steps(self, texts: Any, vectors: Any, ids: Any, metadata: Any) -> Steps[NDArray[np.int64]]:
-        if texts is None and vectors is None:
-            raise ValueError("ingest: give texts, vectors, or both")
-        text_list = inputs.as_texts(texts) if texts is not None else None
-        if vectors is None:
-            vectors = yield call("lsh", "embed", text_list)
-        batch = self._validate_batch(text_list, vectors, ids, metadata)
-        refuses = getattr(self.store, "check", None)  # what only the store knows it cannot hold
-        if refuses is not None:
-            refuses(batch.texts, batch.metadata)
-        hasher = self.hasher or (yield call("lsh", "_ready", batch.vectors.shape[1]))
-        written = []
-        for lo in range(0, len(batch), self.batch_size):
-            part = _slice(batch, lo, lo + self.batch_size)
-            if ids is None:
-                part.ids = yield from self._new_ids(len(part))
-            yield from self._locked(part.ids, self._write_steps(part, hasher))
-            written.append(part.ids)
-        return np.concatenate(written)
-
-    def _write_steps(self, part: Rows, hasher: Hasher) -> Steps[None]:
-        """Store first, then buckets: the old rows' buckets are found by re-hashing their stored vectors."""
-        old = yield call("store", "get", part.ids, payload=False)
-        yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
-        yield call(
-            "buckets",
-            "apply",
-            add=self.buckets.group(part.ids, hasher.codes(part.vectors)),
-            remove=self.buckets.group(old.ids, hasher.codes(old.vectors)) if len(old) else None,
-        )
-
-    def _locked(self, ids: NDArray[np.int64], body: Steps[T]) -> Steps[T]:
-        """Run `body` holding the writer lock of every stripe of `ids` (see LOCK_STRIPES)."""
-        stripes = np.unique(ids % LOCK_STRIPES).tolist()
-        token = uuid.uuid4().hex
-        waited, pause = 0.0, 0.005
-        while not (yield call("buckets", "lock", stripes, token, LOCK_TTL_MS)):
-            if waited > LOCK_WAIT_S:
-                raise TimeoutError(f"index {self.name!r}: another writer held these ids for {waited:.0f} s")
-            yield call("clock", "sleep", pause)
-            waited, pause = waited + pause, min(pause * 2, 0.25)
-        try:
-            yield call("interrupts", "hold")
-            result = yield from body
-        except GeneratorExit:
-            raise  # the driver was interrupted and cannot run a step: the stripes expire after LOCK_TTL_MS
-        except BaseException:
-            try:
-                yield call("buckets", "unlock", stripes, token)
-            except Exception:  # Redis gone too: the stripes expire after LOCK_TTL_MS; the first error matters
-                log.warning("index %r: could not release the writer lock", self.name, exc_info=True)
-            yield call("interrupts", "release")
-            raise
-        # The handler must come back even when the unlock fails (Redis gone after the writes):
-        # otherwise this process would swallow every later Ctrl-C.
-        try:
-            yield call("buckets", "unlock", stripes, token)
-        finally:
-            yield call("interrupts", "release")  # raises a Ctrl-C that came meanwhile, now that the writes are whole
-        return result
-
-    def _validate_batch(self, texts: list[str] | None, vectors: Any, ids: Any, metadata: Any) -> Rows:
-        vecs = inputs.as_vectors(vectors, dim=self.dim)
-        n = len(vecs)
-        if texts is not None:
-            inputs.check_length("texts", len(texts), n)
-        meta = inputs.as_metadata(metadata, n)
-        id_arr = self._ids(ids) if ids is not None else np.zeros(n, np.int64)
-        inputs.check_length("ids", len(id_arr), n)
-        return Rows(id_arr, vecs, list(texts) if texts is not None else None, meta)
-
-    def _new_ids(self, n: int) -> Steps[NDArray[np.int64]]:
-        """Ids from a counter in Redis, skipping any the store already holds."""
-        while True:
-            end = yield call("buckets", "next_ids", n)
-            ids = np.arange(end - n + 1, end + 1, dtype=np.int64)
-            if len((yield call("store", "get", ids, payload=False))) == 0:
-                return ids
+        job = writes.ingest_steps(self.attachment, texts, vectors, ids, metadata, self.batch_size)
+        return await steps.arun(job, self.step_targets())
 
     def index(self, ids: Any = None, vectors: Any = None, *, rebuild: bool = False) -> int:
         """Build buckets for rows already in the store.
@@ -382,17 +247,10 @@ class LSHRS:
             Number of rows indexed by this call.
         """
         if ids is not None or vectors is not None:
-            return build.index_arrays(self, ids, vectors)
+            return build.index_arrays(self.attachment, ids, vectors, self.batch_size)
         if rebuild:
-            self._drop_buckets()
-        return build.index_store(self)
-
-    def _drop_buckets(self) -> None:
-        meta = self.buckets.read_meta()
-        self.buckets.clear()
-        if meta:
-            keep = {k: meta[k] for k in (*_HASH_PARAMS, *_LAYOUT_FIELDS, *_SETTINGS) if k in meta}
-            self.buckets.create_meta(keep)
+            self.attachment.reset_buckets()
+        return build.index_store(self.attachment, self.batch_size, self.show_progress)
 
     def delete(self, ids: Any) -> int:
         """Remove documents from the buckets, then from the store.
@@ -403,24 +261,11 @@ class LSHRS:
         Returns:
             How many of the ids were in the store (and are now gone).
         """
-        return steps.run(self._delete_steps(ids), self._targets())
+        return steps.run(writes.delete_steps(self.attachment, ids), self.step_targets())
 
     async def adelete(self, ids: Any) -> int:
         """`delete` without blocking the event loop."""
-        return await steps.arun(self._delete_steps(ids), self._targets())
-
-    def _delete_steps(self, ids: Any) -> Steps[int]:
-        id_arr = self._ids(ids)
-        if self.hasher is None:
-            return 0
-        return (yield from self._locked(id_arr, self._remove_steps(id_arr, self.hasher)))
-
-    def _remove_steps(self, ids: NDArray[np.int64], hasher: Hasher) -> Steps[int]:
-        rows = yield call("store", "get", ids, payload=False)
-        if not len(rows):
-            return 0
-        yield call("buckets", "apply", remove=self.buckets.group(rows.ids, hasher.codes(rows.vectors)))
-        return int((yield call("store", "delete", rows.ids)))
+        return await steps.arun(writes.delete_steps(self.attachment, ids), self.step_targets())
 
     def clear(self) -> int:
         """Delete this index's Redis keys (buckets, parameters); the store is left as is.
@@ -429,8 +274,7 @@ class LSHRS:
             Number of Redis keys removed.
         """
         removed = self.buckets.clear()
-        self.hasher = None
-        self.params = {}
+        self.attachment.forget()
         return removed
 
     # -- queries -----------------------------------------------------------
@@ -444,22 +288,18 @@ class LSHRS:
         Returns:
             How many sketches were added.
         """
-        if self.hasher is None and not self._attach():
+        if self.hasher is None and not self.attachment.attach():
             return 0  # no index yet; attaching is also what makes the cache
-        if self.sketches is None:
+        cache = self.sketches
+        if cache is None:
             return 0  # sketch_cache=0
-        self.sketches.sync(self.buckets.generation())
+        cache.sync(self.buckets.generation())
         added = 0
-        pages = Pages(self.store)
-        for rows in pages.scan(self.batch_size, payload=False):
-            added += self._learn_sketches(rows)
-            if len(self.sketches) >= self.sketches.capacity:
+        for rows in Pages(self.store).scan(self.batch_size, payload=False):
+            added += self.attachment.learn_sketches(rows)
+            if len(cache) >= cache.capacity:
                 break
         return added
-
-    def _learn_sketches(self, rows: Rows) -> int:
-        """Keep the sketches of vectors a query has read (a step of the query, see search.py)."""
-        return 0 if self.sketches is None or not len(rows) else self.sketches.add(rows.ids, rows.vectors)
 
     def query(
         self,
@@ -487,8 +327,8 @@ class LSHRS:
             filter: only documents whose metadata has these key/values (a
                 dict), or for which this callable of the metadata is true.
         """
-        req = self._request(_one(query, self.dim), top_k, top_p, rerank, num_probes, filter)
-        return steps.run(query_steps(self, req), self._targets())[0]
+        req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter)
+        return steps.run(search.query_steps(self.attachment, req), self.step_targets())[0]
 
     async def aquery(
         self,
@@ -501,8 +341,8 @@ class LSHRS:
         filter: filters.Filter | None = None,
     ) -> list[Hit]:
         """`query` without blocking the event loop (the model runs in a worker thread)."""
-        req = self._request(_one(query, self.dim), top_k, top_p, rerank, num_probes, filter)
-        return (await steps.arun(query_steps(self, req), self._targets()))[0]
+        req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter)
+        return (await steps.arun(search.query_steps(self.attachment, req), self.step_targets()))[0]
 
     def query_many(
         self,
@@ -516,7 +356,7 @@ class LSHRS:
     ) -> list[list[Hit]]:
         """`query` for a batch: one bucket read and at most two store reads in all (more with a tight filter)."""
         req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
-        return steps.run(query_steps(self, req), self._targets())
+        return steps.run(search.query_steps(self.attachment, req), self.step_targets())
 
     async def aquery_many(
         self,
@@ -530,31 +370,30 @@ class LSHRS:
     ) -> list[list[Hit]]:
         """`query_many` without blocking the event loop."""
         req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
-        return await steps.arun(query_steps(self, req), self._targets())
+        return await steps.arun(search.query_steps(self.attachment, req), self.step_targets())
 
     def _request(
         self, queries: Any, top_k: int, top_p: float | None, rerank: bool, num_probes: int | None, filter: Any
-    ) -> Request:
-        """Check a query batch whole before any I/O."""
-        inputs.check_top(top_k, top_p)
-        predicate = None if filter is None else filters.as_predicate(filter)
-        if predicate is not None and not rerank:
-            raise ValueError("filter: metadata is in the store, so a filtered query needs rerank=True")
-        probes = _positive("num_probes", self.num_probes if num_probes is None else num_probes)
-        if isinstance(queries, str):
-            raise TypeError("queries: expected a list of texts or an (n, d) array; use query() for one")
-        if isinstance(queries, Sequence) and len(queries) > 0 and all(isinstance(q, str) for q in queries):
-            texts = inputs.as_texts(queries, name="queries")
-            return Request(texts, None, top_k, top_p, rerank, probes, predicate)
-        vectors = inputs.as_vectors(queries, dim=self.dim, name="queries")
-        return Request(None, vectors, top_k, top_p, rerank, probes, predicate)
+    ) -> search.Request:
+        return search.request(
+            queries,
+            dim=self.dim,
+            top_k=top_k,
+            top_p=top_p,
+            rerank=rerank,
+            probes=self.num_probes if num_probes is None else num_probes,
+            filter=filter,
+            exact_below=self.exact_below,
+            batch_size=self.batch_size,
+        )
 
-    def _targets(self) -> dict[str, Any]:
-        """What the verbs' steps run against (see steps.py)."""
+    def step_targets(self) -> dict[str, Any]:
+        """What the verbs' steps run against (see steps.py), for a driver of its own (benchmarks/stores.py)."""
         if self._pages is None or self._pages.store is not self.store:
             self._pages = Pages(self.store)
         return {
-            "lsh": self,
+            "index": self.attachment,
+            "model": self,
             "buckets": self.buckets,
             "store": self.store,
             "pages": self._pages,
@@ -571,11 +410,10 @@ class LSHRS:
     def candidate_counts(self, queries: Any, *, num_probes: int | None = None) -> NDArray[np.int64]:
         """Distinct ids in each query's probed buckets: the rerank work a query does, for tuning."""
         vectors = inputs.as_vectors(queries, dim=self.dim, name="queries")
-        probes = _positive("num_probes", self.num_probes if num_probes is None else num_probes)
-        if self.hasher is None and not self._attach():
+        probes = inputs.positive("num_probes", self.num_probes if num_probes is None else num_probes)
+        if self.hasher is None and not self.attachment.attach():
             return np.zeros(len(vectors), np.int64)
-        pairs, _, _ = steps.run(search_candidates(self, vectors, probes), self._targets())
-        return pairs.per_query(len(vectors))
+        return search.probe(self.attachment, vectors, probes).per_query(len(vectors))
 
     # -- tuning ------------------------------------------------------------
 
@@ -639,12 +477,14 @@ class LSHRS:
 
     def get(self, ids: Any, *, payload: bool = True) -> Rows:
         """Stored rows (ids, vectors, texts, metadata) in the order asked; unknown ids are left out."""
-        return self.store.get(self._ids(ids, allow_empty=True), payload=payload)
+        return self.store.get(self._ids(ids), payload=payload)
 
     async def aget(self, ids: Any, *, payload: bool = True) -> Rows:
         """`get` without blocking the event loop."""
-        step = call("store", "get", self._ids(ids, allow_empty=True), payload=payload)
-        return await steps.arun(_single(step), self._targets())
+        return await steps.arun(_single(call("store", "get", self._ids(ids), payload=payload)), self.step_targets())
+
+    def _ids(self, ids: Any) -> NDArray[np.int64]:
+        return inputs.as_ids(ids, id_bytes=self.id_bytes, allow_empty=True)
 
     def find(self, filter: filters.Filter) -> NDArray[np.int64]:
         """Ids of every stored document whose metadata passes `filter`, ascending.
@@ -652,23 +492,11 @@ class LSHRS:
         A dict of scalar values is answered by the store itself when it can
         (SQL on the JSON column); anything else scans the store once.
         """
-        return steps.run(self._find_steps(filter), self._targets())
+        return steps.run(filters.find_steps(self.store, filter, self.batch_size), self.step_targets())
 
     async def afind(self, filter: filters.Filter) -> NDArray[np.int64]:
         """`find` without blocking the event loop."""
-        return await steps.arun(self._find_steps(filter), self._targets())
-
-    def _find_steps(self, filter: filters.Filter) -> Steps[NDArray[np.int64]]:
-        predicate = filters.as_predicate(filter)
-        equals = filters.pushdown(filter)
-        if equals is not None and callable(getattr(self.store, "find", None)):
-            return np.sort(np.asarray((yield call("store", "find", equals)), np.int64))
-        found = [np.empty(0, np.int64)]
-        after = None
-        while (rows := (yield call("pages", "page", after, self.batch_size))) is not None:
-            after = int(rows.ids[-1])
-            found.append(filters.matching(rows, predicate).ids)
-        return np.concatenate(found)
+        return await steps.arun(filters.find_steps(self.store, filter, self.batch_size), self.step_targets())
 
     # -- consistency -------------------------------------------------------
 
@@ -679,34 +507,33 @@ class LSHRS:
         stale / repeated bucket entries, the entry counter, and a sample of the
         ids concerned. Writers running meanwhile show up as transient drift.
         """
-        if self.hasher is None and not self._attach():
+        if self.hasher is None and not self.attachment.attach():
             return {"ok": self.store.count() == 0, "store_rows": self.store.count(), "reason": "no index"}
-        return audit.report(self, audit.measure(self))
+        return audit.report(self.attachment, audit.measure(self.attachment, self.batch_size))
 
     def repair(self) -> dict[str, Any]:
         """Make the buckets match the store; returns the `verify` report from before the repair.
 
         Holds every writer lock while it runs, so concurrent ingest() and
-        delete() calls wait (and time out after LOCK_WAIT_S).
+        delete() calls wait (and time out after `locks.LOCK_WAIT_S`).
         """
-        if self.hasher is None and not self._attach():
+        if self.hasher is None and not self.attachment.attach():
             return self.verify()
-        everything = np.arange(LOCK_STRIPES, dtype=np.int64)
-        return steps.run(self._locked(everything, self._repair_steps()), {**self._targets(), "audit": audit})
+        job = locks.locked(self.name, locks.every_stripe(), self._repair_steps())
+        return steps.run(job, {**self.step_targets(), "audit": audit})
 
     def _repair_steps(self) -> Steps[dict[str, Any]]:
-        drift = yield call("audit", "measure", self)
-        before = audit.report(self, drift)
-        yield call("audit", "fix", self, drift)
+        drift = yield call("audit", "measure", self.attachment, self.batch_size)
+        before = audit.report(self.attachment, drift)
+        yield call("audit", "fix", self.attachment, drift)
         return before
 
     # -- introspection -----------------------------------------------------
 
     def count(self) -> int:
         """Vectors in the buckets (each holds one entry per table)."""
-        if not self.params:
-            return 0
-        return self.buckets.entry_count() // self.params["num_tables"]
+        family = self.hasher
+        return 0 if family is None else self.buckets.entry_count() // family.num_tables
 
     def stats(self) -> dict[str, Any]:
         """Counts, parameters, bucket-size distribution and Redis memory.
@@ -715,7 +542,6 @@ class LSHRS:
         """
         sizes = self.buckets.bucket_sizes()
         pct = np.percentile(sizes, [50, 90, 99]).tolist() if len(sizes) else [0, 0, 0]
-        memory = connection.used_memory(self.redis)
         return {
             "name": self.name,
             "count": self.count(),
@@ -730,8 +556,8 @@ class LSHRS:
                 "p99": pct[2],
                 "max": int(sizes.max()) if len(sizes) else 0,
             },
-            "bucket_payload_bytes": int(sizes.sum()) * self.params.get("id_bytes", DEFAULT_ID_BYTES),
-            "redis_used_memory": memory,
+            "bucket_payload_bytes": int(sizes.sum()) * self.id_bytes,
+            "redis_used_memory": connection.used_memory(self.redis),
         }
 
     def close(self) -> None:
@@ -768,51 +594,5 @@ def default_table(name: str) -> str:
     return f"{name.lower()}_{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
 
 
-def _one(query: Any, dim: int | None) -> Any:
-    """One text or one vector, as a batch of one."""
-    queries = [query] if isinstance(query, str) else inputs.as_vectors(query, dim=dim, name="query")
-    if len(queries) != 1:
-        raise ValueError(f"query: expected one vector, got {len(queries)}; use query_many")
-    return queries
-
-
 def _single(step: steps.Step) -> Steps[Any]:
     return (yield step)
-
-
-def _check_params(params: dict[str, int]) -> None:
-    for key, value in params.items():
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise TypeError(f"{key}: expected an int, got {type(value).__name__}")
-    if params.get("num_bits") is not None and not 1 <= params["num_bits"] <= 30:
-        raise ValueError(f"num_bits: expected 1..30, got {params['num_bits']}")
-    if params.get("id_bytes") is not None and params["id_bytes"] not in (4, 8):
-        raise ValueError(f"id_bytes: expected 4 or 8, got {params['id_bytes']}")
-    for key in ("dim", "num_tables"):
-        if key in params:
-            _positive(key, params[key])
-
-
-def _non_negative(name: str, value: Any) -> int:
-    return _int_at_least(name, value, 0)
-
-
-def _positive(name: str, value: Any) -> int:
-    return _int_at_least(name, value, 1)
-
-
-def _int_at_least(name: str, value: Any, low: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{name}: expected >= {low}, got {value}")
-    return value
-
-
-def _slice(rows: Rows, lo: int, hi: int) -> Rows:
-    return Rows(
-        rows.ids[lo:hi],
-        rows.vectors[lo:hi],
-        None if rows.texts is None else rows.texts[lo:hi],
-        None if rows.metadata is None else rows.metadata[lo:hi],
-    )

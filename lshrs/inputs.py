@@ -176,3 +176,20 @@ def check_name(name: Any) -> str:
     if not name or len(name) > 64 or not all(c.isascii() and (c.isalnum() or c in "_-.") for c in name):
         raise ValueError(f"name: expected 1-64 characters from [A-Za-z0-9_.-], got {name!r}")
     return name
+
+
+def positive(name: str, value: Any) -> int:
+    """An int >= 1 (bools refused), e.g. batch sizes and probe counts."""
+    return int_at_least(name, value, 1)
+
+
+def non_negative(name: str, value: Any) -> int:
+    return int_at_least(name, value, 0)
+
+
+def int_at_least(name: str, value: Any, low: int) -> int:
+    if not _is_int(value):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < low:
+        raise ValueError(f"{name}: expected >= {low}, got {value}")
+    return int(value)

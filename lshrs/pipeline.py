@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lshrs import progress
 from lshrs.index import LSHRS
 from lshrs.passages import DEFAULT_OVERLAP, DEFAULT_WORDS, Passage, check_window, split
 from lshrs.wikipedia import Article, read_articles
@@ -64,11 +65,10 @@ class WikipediaJob:
         self.limit = limit
         self.show_progress = show_progress
         self._exhausted = False
-        digest = hashlib.sha1(_fingerprint(source, words, overlap).encode()).hexdigest()[:16]
-        self.key = f"lshrs:{lsh.name}:job:{digest}"
+        self.job = hashlib.sha1(_fingerprint(source, words, overlap).encode()).hexdigest()[:16]
 
     def state(self) -> JobState:
-        raw = {k.decode(): v.decode() for k, v in self.lsh.redis.hgetall(self.key).items()}
+        raw = self.lsh.buckets.job_state(self.job)
         return JobState(int(raw.get("articles", 0)), int(raw.get("passages", 0)), raw.get("finished") == "1")
 
     def run(self) -> JobState:
@@ -76,24 +76,21 @@ class WikipediaJob:
         state = self.state()
         if state.finished:
             return state
-        from tqdm.auto import tqdm
-
         articles = read_articles(self.source, skip=state.articles)
-        quiet = not self.show_progress
-        art_bar = tqdm(desc="articles", unit=" art", initial=state.articles, disable=quiet)
-        psg_bar = tqdm(desc="passages", unit=" psg", initial=state.passages, disable=quiet)
+        art_bar = progress.bar("articles", show=self.show_progress, unit=" art", initial=state.articles)
+        psg_bar = progress.bar("passages", show=self.show_progress, unit=" psg", initial=state.passages)
         with art_bar, psg_bar:
             for batch_articles, batch in self._batches(articles, state):
                 if batch:
                     self._write(batch, state)
                 state.articles += batch_articles
                 state.passages += len(batch)
-                self.lsh.redis.hset(self.key, mapping={"articles": state.articles, "passages": state.passages})
+                self.lsh.buckets.save_job_state(self.job, articles=state.articles, passages=state.passages)
                 art_bar.update(batch_articles)
                 psg_bar.update(len(batch))
         if self._exhausted:  # a run cut short by `limit` can be continued by a later one
             state.finished = True
-            self.lsh.redis.hset(self.key, "finished", 1)
+            self.lsh.buckets.save_job_state(self.job, finished=1)
         return state
 
     def _batches(self, articles: Iterator[Article], state: JobState) -> Iterator[tuple[int, list[Passage]]]:

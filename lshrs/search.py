@@ -2,29 +2,25 @@
 
 Written once as generators of `steps.Step` (see steps.py), so `LSHRS.query`
 and `LSHRS.aquery` share every line of it. Step targets: ``buckets``
-(Redis), ``store`` (vectors and payloads), ``pages`` (exact scans) and
-``lsh`` (the model and index attach, blocking work run in a thread when async).
+(Redis), ``store`` (vectors and payloads), ``pages`` (exact scans),
+``model`` (embedding) and ``index`` (the `Attachment`: attach, sketches).
 """
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs import filters, ranking
+from lshrs import filters, inputs, ranking, steps
+from lshrs.attachment import Attachment
 from lshrs.sketch import SketchCache
 from lshrs.steps import Steps, call
-from lshrs.stores.base import Metadata, Rows
-
-if TYPE_CHECKING:
-    from lshrs.index import LSHRS
+from lshrs.stores.base import Metadata
 
 log = logging.getLogger("lshrs")
 
@@ -60,48 +56,88 @@ class Request:
     rerank: bool
     probes: int
     predicate: filters.Predicate | None
+    exact_below: int  # scan the store exactly while the index holds fewer vectors
+    batch_size: int  # rows per page of an exact scan
 
 
-def query_steps(lsh: LSHRS, req: Request) -> Steps[list[list[Hit]]]:
-    vecs = req.vectors if req.texts is None else (yield call("lsh", "embed", req.texts))
+def request(
+    queries: Any,
+    *,
+    dim: int | None,
+    top_k: int,
+    top_p: float | None,
+    rerank: bool,
+    probes: int,
+    filter: Any,
+    exact_below: int,
+    batch_size: int,
+) -> Request:
+    """Check a query batch whole before any I/O: texts to embed, or an (n, d) array."""
+    inputs.check_top(top_k, top_p)
+    predicate = None if filter is None else filters.as_predicate(filter)
+    if predicate is not None and not rerank:
+        raise ValueError("filter: metadata is in the store, so a filtered query needs rerank=True")
+    probes = inputs.positive("num_probes", probes)
+    if isinstance(queries, str):
+        raise TypeError("queries: expected a list of texts or an (n, d) array; use query() for one")
+    texts, vectors = None, None
+    if isinstance(queries, Sequence) and len(queries) > 0 and all(isinstance(q, str) for q in queries):
+        texts = inputs.as_texts(queries, name="queries")
+    else:
+        vectors = inputs.as_vectors(queries, dim=dim, name="queries")
+    return Request(texts, vectors, top_k, top_p, rerank, probes, predicate, exact_below, batch_size)
+
+
+def one_query(query: Any, dim: int | None) -> Any:
+    """One text or one vector, as a batch of one."""
+    queries = [query] if isinstance(query, str) else inputs.as_vectors(query, dim=dim, name="query")
+    if len(queries) != 1:
+        raise ValueError(f"query: expected one vector, got {len(queries)}; use query_many")
+    return queries
+
+
+def query_steps(index: Attachment, req: Request) -> Steps[list[list[Hit]]]:
+    vecs = req.vectors if req.texts is None else (yield call("model", "embed", req.texts))
     assert vecs is not None
-    if lsh.hasher is None and not (yield call("lsh", "_attach")):
+    if index.family is None and not (yield call("index", "attach")):
         return [[] for _ in range(len(vecs))]
-    pairs, count = yield from _search(lsh, vecs, req, req.probes)
+    pairs, count = yield from _search(index, vecs, req, req.probes)
     short = np.flatnonzero(pairs.per_query(len(vecs)) < min(req.top_k, count))
     if len(short):
-        again, _ = yield from _search(lsh, vecs[short], req, req.probes * WIDEN_FACTOR)
+        again, _ = yield from _search(index, vecs[short], req, req.probes * WIDEN_FACTOR)
         pairs = _splice(pairs, short, again)
         short = np.flatnonzero(pairs.per_query(len(vecs)) < min(req.top_k, count))
     if len(short) and req.rerank and count <= EXACT_FALLBACK_MAX:
-        exact = yield from _exact(lsh, vecs[short], req.top_k, req.predicate)
+        exact = yield from _exact(vecs[short], req)
         pairs = _splice(pairs, short, exact)
     elif len(short):
         log.warning("%d queries found fewer than top_k=%d candidates", len(short), req.top_k)
     return (yield from _hits(pairs, len(vecs), payload=req.rerank))
 
 
-def _search(lsh: LSHRS, vecs: NDArray[np.float32], req: Request, probes: int) -> Steps[tuple[ranking.Pairs, int]]:
+def _search(
+    index: Attachment, vecs: NDArray[np.float32], req: Request, probes: int
+) -> Steps[tuple[ranking.Pairs, int]]:
     """Ranked results of every query, and the index size read along with the buckets.
 
     Below `exact_below` indexed vectors the bucket read is dropped for an
     exact scan: the size only arrives with the buckets, which saves a
     round trip on every query of a large index.
     """
-    assert lsh.hasher is not None
-    found, count, generation = yield from candidates(lsh, vecs, probes)
-    if req.rerank and count < lsh.exact_below:
-        return (yield from _exact(lsh, vecs, req.top_k, req.predicate)), count
+    assert index.family is not None
+    found, count, generation = yield from candidates(index, vecs, probes)
+    if req.rerank and count < req.exact_below:
+        return (yield from _exact(vecs, req)), count
     if not req.rerank:
-        scaled = ranking.Pairs(found.query, found.ids, found.value / lsh.hasher.num_tables)
+        scaled = ranking.Pairs(found.query, found.ids, found.value / index.family.num_tables)
         return ranking.head(scaled, np.full(len(vecs), req.top_k)), count
     limits = ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
-    cache = lsh.sketches if req.top_p is not None else None
+    cache = index.sketches if req.top_p is not None else None
     chosen = ranking.head(found, limits) if cache is None else _by_sketch(cache, found, vecs, limits, generation)
     wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
     rows = yield call("store", "get", wanted, payload=False)
     if cache is not None:
-        yield call("lsh", "_learn_sketches", rows)
+        yield call("index", "learn_sketches", rows)
     scored = ranking.cosine_pairs(chosen, vecs, rows)
     if req.predicate is not None:
         return (yield from filters.first_passing(scored, len(vecs), req.top_k, req.predicate)), count
@@ -132,9 +168,9 @@ def _by_sketch(
     return ranking.Pairs(chosen.query[order], chosen.ids[order], chosen.value[order])
 
 
-def candidates(lsh: LSHRS, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int, bytes]]:
+def candidates(index: Attachment, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int, bytes]]:
     """Ids in the probed buckets with their collision counts, ranked per query; the index size and generation."""
-    hasher = lsh.hasher
+    hasher = index.family
     assert hasher is not None
     codes = hasher.probes(vecs, probes)  # (n, tables, probes)
     tables = np.broadcast_to(np.arange(codes.shape[1])[:, None], codes.shape[1:])
@@ -148,13 +184,18 @@ def candidates(lsh: LSHRS, vecs: NDArray[np.float32], probes: int) -> Steps[tupl
     return ranking.count_collisions(queries, ids), entries // hasher.num_tables, generation
 
 
-def _exact(
-    lsh: LSHRS, vecs: NDArray[np.float32], top_k: int, predicate: filters.Predicate | None
-) -> Steps[ranking.Pairs]:
+def probe(index: Attachment, vecs: NDArray[np.float32], probes: int) -> ranking.Pairs:
+    """`candidates` with the blocking client: every query's distinct candidate ids and collision counts."""
+    found, _, _ = steps.run(candidates(index, vecs, probes), {"buckets": index.buckets})
+    return found
+
+
+def _exact(vecs: NDArray[np.float32], req: Request) -> Steps[ranking.Pairs]:
     """Brute-force cosine over every stored row (small indexes), or every row that passes the filter."""
+    top_k, predicate = req.top_k, req.predicate
     best = ranking.Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
     after = None
-    while (rows := (yield call("pages", "page", after, lsh.batch_size, predicate is not None))) is not None:
+    while (rows := (yield call("pages", "page", after, req.batch_size, predicate is not None))) is not None:
         after = int(rows.ids[-1])
         if predicate is not None:
             rows = filters.matching(rows, predicate)
@@ -181,27 +222,3 @@ def _splice(pairs: ranking.Pairs, queries: NDArray[np.int64], redone: ranking.Pa
     keep = pairs.take(~np.isin(pairs.query, queries))
     moved = ranking.Pairs(queries[redone.query], redone.ids, redone.value)
     return ranking.rank(ranking.Pairs.concat(keep, moved))
-
-
-class Pages:
-    """A store's scan one page at a time, so the exact path can be a sequence of steps."""
-
-    def __init__(self, store: Any) -> None:
-        self.store = store
-        # A user's store may predate the payload flag of scan(): then it reads everything.
-        self._flag = "payload" in inspect.signature(store.scan).parameters
-
-    def scan(self, batch_size: int, *, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
-        """The store's scan, reading ids and vectors only when `payload` is False and the store allows it."""
-        options = {"payload": payload} if self._flag else {}
-        return iter(self.store.scan(batch_size=batch_size, after=after, **options))
-
-    def page(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
-        """The first `limit` rows with ids above `after`, None past the end."""
-        return next(self.scan(limit, after=after, payload=payload), None)
-
-    async def apage(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
-        native = getattr(self.store, "apage", None)
-        if native is not None:
-            return await native(after, limit, payload)  # type: ignore[no-any-return]
-        return await asyncio.to_thread(self.page, after, limit, payload)

@@ -167,7 +167,7 @@ def test_postgres_down_gives_a_clear_error_and_no_bucket_entries(redis_url, name
             lsh.ingest(vectors=clustered(5, dim=8, seed=3), ids=np.arange(100, 105))
         with pytest.raises(psycopg.OperationalError):
             lsh.query(np.ones(8), top_k=3)
-        indexed = {int(i) for _, _, ids in lsh.buckets.members() for i in ids}
+        indexed = {int(i) for _, _, ids in lsh.buckets.every_bucket() for i in ids}
         assert indexed == set(range(50))  # nothing for rows that never reached the store
         assert lsh.count() == 50
 

@@ -1,10 +1,10 @@
 import numpy as np
 
-from lshrs.hashing import Hasher, flip_masks, make_planes
+from lshrs.hyperplanes import Hyperplanes, flip_masks, make_planes
 
 
 def hasher(dim=32, tables=4, bits=10, seed=7):
-    return Hasher(make_planes(dim, tables, bits, seed), tables, bits)
+    return Hyperplanes(make_planes(dim, tables, bits, seed), tables, bits)
 
 
 def test_same_seed_same_codes():

@@ -10,7 +10,7 @@ from lshrs import LSHRS, MemoryStore, SQLiteStore
 
 def bucket_members(lsh):
     """Every id in every bucket of an index, read back from Redis."""
-    return [i for _, _, ids in lsh.buckets.members() for i in ids.tolist()]
+    return [i for _, _, ids in lsh.buckets.every_bucket() for i in ids.tolist()]
 
 
 def test_recall_at_default_parameters(make_index):
@@ -227,7 +227,7 @@ def rehashed(lsh):
 
 
 def stored_buckets(lsh):
-    return {(t, c): sorted(ids.tolist()) for t, c, ids in lsh.buckets.members()}
+    return {(t, c): sorted(ids.tolist()) for t, c, ids in lsh.buckets.every_bucket()}
 
 
 def test_buckets_cross_between_hash_fields_and_strings(make_index, redis_client, name):
@@ -253,14 +253,14 @@ def test_buckets_cross_between_hash_fields_and_strings(make_index, redis_client,
 
 
 def test_a_build_spanning_many_packed_append_calls_writes_every_bucket(make_index):
-    from lshrs.buckets import _PACKED_BUCKETS
+    from lshrs.buckets.packing import PACKED_BUCKETS
 
     lsh = make_index(num_tables=8, num_bits=10)
     vectors = np.random.default_rng(5).standard_normal((30_000, 16)).astype(np.float32)
     lsh.store.put(np.arange(30_000), vectors)
     assert lsh.index() == 30_000
     stored = stored_buckets(lsh)
-    assert len(stored) > 3 * _PACKED_BUCKETS  # so one write was split into several script calls
+    assert len(stored) > 3 * PACKED_BUCKETS  # so one write was split into several script calls
     assert stored == rehashed(lsh) and lsh.count() == 30_000
 
 

@@ -15,7 +15,7 @@ from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 from langchain_tests.integration_tests import RetrieversIntegrationTests, VectorStoreIntegrationTests
 
 from langchain_lshrs import LSHRSRetriever, LSHRSVectorStore, SentenceTransformerEmbeddings
-from lshrs import LSHRS, PostgresStore, SQLiteStore, keys
+from lshrs import LSHRS, PostgresStore, SQLiteStore, string_ids
 from lshrs.cli import demo_dump
 from lshrs.passages import split
 from lshrs.wikipedia import read_articles
@@ -180,7 +180,7 @@ def test_bad_input_writes_nothing(redis_url, name, tmp_path):
         with pytest.raises(TypeError, match="ids: expected str or None, got int"):
             vs.add_texts(["a"], ids=[1])  # type: ignore[list-item]
         with pytest.raises(ValueError, match="reserved"):
-            vs.add_texts(["a"], [{keys.ID_FIELD: "x"}])
+            vs.add_texts(["a"], [{string_ids.ID_FIELD: "x"}])
         with pytest.raises(ValueError, match="delete: give the ids"):
             vs.delete()
         zero = LSHRSVectorStore(_Zero(), lsh=vs.lsh)
@@ -204,11 +204,11 @@ def test_a_key_held_by_another_id_is_refused(redis_url, name, tmp_path):
     vs = open_store(DeterministicFakeEmbedding(size=6), redis_url, name, "sqlite", tmp_path)
     try:
         # Simulate a 64-bit hash collision: a row under the key of "a" that belongs to "b".
-        held = {keys.ID_FIELD: "b"}
-        vs.lsh.ingest(vectors=np.ones((1, 6)), ids=[keys.key_for("a")], texts=["b's text"], metadata=[held])
+        held = {string_ids.ID_FIELD: "b"}
+        vs.lsh.ingest(vectors=np.ones((1, 6)), ids=[string_ids.key_for("a")], texts=["b's text"], metadata=[held])
         with pytest.raises(ValueError, match="maps to the key of stored id 'b'"):
             vs.add_texts(["a's text"], ids=["a"])
-        assert vs.get_by_ids(["a"]) == [] and vs.lsh.get([keys.key_for("a")]).texts == ["b's text"]
+        assert vs.get_by_ids(["a"]) == [] and vs.lsh.get([string_ids.key_for("a")]).texts == ["b's text"]
         vs.delete(["a"])  # must not delete b's row
         assert vs.lsh.store.count() == 1
     finally:

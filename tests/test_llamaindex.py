@@ -25,8 +25,8 @@ from llama_index.core.vector_stores.types import (
 from llama_index.vector_stores.lshrs import LSHRSVectorStore, SentenceTransformerEmbedding
 from lshrs import LSHRS, MemoryStore, PostgresStore, SQLiteStore
 from lshrs.cli import demo_dump
-from lshrs.keys import key_for
 from lshrs.passages import split
+from lshrs.string_ids import key_for
 from lshrs.wikipedia import read_articles
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "llamaindex_query_engine.py"

@@ -194,7 +194,7 @@ class IndexModel(RuleBasedStateMachine):
         for rows in self.store.scan(batch_size=16):
             codes = self.lsh.hasher.codes(rows.vectors)
             expected.update((t, int(codes[r, t]), int(i)) for r, i in enumerate(rows.ids) for t in range(TABLES))
-        found = Counter((t, c, i) for t, c, ids in self.lsh.buckets.members() for i in ids.tolist())
+        found = Counter((t, c, i) for t, c, ids in self.lsh.buckets.every_bucket() for i in ids.tolist())
         assert found == expected
 
     def teardown(self) -> None:

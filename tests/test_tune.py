@@ -218,7 +218,7 @@ def test_apply_with_the_same_tables_and_bits_only_saves_the_probes(make_index, r
 def test_an_interrupted_redefinition_is_finished_by_index(make_index, redis_client):
     """tune(apply=True) swaps the definition, then index() rebuilds; a crash in between leaves old buckets."""
     lsh = loaded(make_index, num_tables=6, num_bits=9)
-    lsh._redefine(DIM, 10, 7, 20)  # what apply does before its index(): here the process "dies"
+    lsh.attachment.redefine(DIM, 10, 7, 20)  # what apply does before its index(): here the process "dies"
     again = LSHRS(name=lsh.name, redis=redis_client, store=lsh.store)
     assert (again.params["num_tables"], again.params["num_bits"], again.num_probes) == (10, 7, 20)
     assert again.index() == N

@@ -6,9 +6,10 @@ Any object with these methods works; the shipped backends are one module each.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -66,16 +67,48 @@ def in_requested_order(requested: NDArray[np.int64], found: Rows) -> Rows:
     )
 
 
-@runtime_checkable
-class Store(Protocol):
-    """What `LSHRS` needs from a document store.
+# The store protocol in one place: what every store must have, and what lshrs uses when it is there.
+REQUIRED_METHODS = ("put", "get", "delete", "scan", "count", "dim")
+OPTIONAL_METHODS = {
+    "find": "find(equals) -> ids whose metadata holds these scalar key/values, answered in the database",
+    "check": "check(texts, metadata): refuse what the store cannot hold, before any write of a batch",
+    "aget": "async twin of get",
+    "aput": "async twin of put",
+    "adelete": "async twin of delete",
+    "apage": "apage(after, limit, payload) -> the next page of an exact scan, async",
+    "afind": "async twin of find",
+    "aclose": "close the store's async connection",
+}
 
-    Optional methods, used when present: ``find(equals)`` (ids whose metadata
-    holds these scalar key/values, answered in the database), ``check(texts,
-    metadata)`` (refuse what the store cannot hold, called before any write
-    of a batch), and ``a``-prefixed async twins of the methods here (``aget``,
-    ``aput``, ``adelete``, ``apage``, ``afind``); without them the async verbs
-    run the blocking method in a worker thread.
+
+@dataclass(frozen=True)
+class Capabilities:
+    """Which optional parts of the protocol a store has, found once per store object."""
+
+    find: bool
+    check: bool
+    scan_payload: bool  # scan() takes payload=: a store written before the flag reads everything
+
+
+def capabilities(store: Any) -> Capabilities:
+    """The store's optional methods; TypeError naming every required method it lacks."""
+    missing = [m for m in REQUIRED_METHODS if not callable(getattr(store, m, None))]
+    if missing:
+        raise TypeError(f"store: {type(store).__name__} lacks the store method(s) {', '.join(missing)}")
+    return Capabilities(
+        find=callable(getattr(store, "find", None)),
+        check=callable(getattr(store, "check", None)),
+        scan_payload="payload" in inspect.signature(store.scan).parameters,
+    )
+
+
+class Store(Protocol):
+    """What `LSHRS` needs from a document store: the methods below (`REQUIRED_METHODS`).
+
+    Optional methods, used when present, are listed with what they do in
+    `OPTIONAL_METHODS`; without the async twins the async verbs run the
+    blocking method in a worker thread. `capabilities` checks a store
+    against this protocol when an `LSHRS` is made.
     """
 
     def put(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lshrs.buckets import store_prefix
 from lshrs.inputs import check_name
 from lshrs.stores.base import Metadata, Rows, empty_rows
 from lshrs.stores.sql import dump_metadata
@@ -38,7 +39,7 @@ class RedisStore:
 
     def __init__(self, client: Any, *, name: str = "default") -> None:
         self.client = client
-        self._prefix = f"lshrs-docs:{check_name(name)}:".encode()
+        self._prefix = store_prefix(check_name(name))
         self._ids_key = self._prefix + b"ids"
 
     def _key(self, i: int) -> bytes:

@@ -1,6 +1,6 @@
 """`LSHRSVectorStore`: LangChain's `VectorStore` over an lshrs index.
 
-A thin adapter: string ids become integer keys (`lshrs.keys`), the string
+A thin adapter: string ids become integer keys (`lshrs.string_ids`), the string
 itself rides in the row's metadata, and every storage decision stays in
 `LSHRS`. Scores are cosine similarities in [-1, 1]; relevance scores map
 them linearly onto [0, 1].
@@ -20,7 +20,7 @@ from langchain_core.vectorstores import VectorStore
 from langchain_core.vectorstores.utils import maximal_marginal_relevance
 from numpy.typing import NDArray
 
-from lshrs import LSHRS, Hit, Rows, keys
+from lshrs import LSHRS, Hit, Rows, string_ids
 from lshrs.filters import Filter
 
 DEFAULT_NAME = "langchain"
@@ -44,9 +44,9 @@ class LSHRSVectorStore(VectorStore):
             raise TypeError("give lsh= or LSHRS options, not both")
         if lsh is None:
             lshrs_options.setdefault("name", DEFAULT_NAME)
-            lsh = LSHRS(id_bytes=keys.ID_BYTES, **lshrs_options)
-        if lsh.id_bytes != keys.ID_BYTES:
-            raise ValueError(f"lsh: string ids need an index with id_bytes={keys.ID_BYTES}, got {lsh.id_bytes}")
+            lsh = LSHRS(id_bytes=string_ids.ID_BYTES, **lshrs_options)
+        if lsh.id_bytes != string_ids.ID_BYTES:
+            raise ValueError(f"lsh: string ids need an index with id_bytes={string_ids.ID_BYTES}, got {lsh.id_bytes}")
         if embedding is None:
             from langchain_lshrs.embeddings import SentenceTransformerEmbeddings
 
@@ -72,7 +72,7 @@ class LSHRSVectorStore(VectorStore):
         batch = _Batch.of(texts, metadatas, ids)
         if batch.texts:
             vectors = self._embedding.embed_documents(batch.texts)
-            keys.check_free(self.lsh, batch.keys, batch.ids)
+            string_ids.check_free(self.lsh, batch.keys, batch.ids)
             self.lsh.ingest(texts=batch.texts, vectors=vectors, ids=batch.keys, metadata=batch.metadata)
         return batch.ids
 
@@ -87,7 +87,7 @@ class LSHRSVectorStore(VectorStore):
         batch = _Batch.of(texts, metadatas, ids)
         if batch.texts:
             vectors = await self._embedding.aembed_documents(batch.texts)
-            keys.check_stored(await self.lsh.aget(batch.keys), batch.keys, batch.ids)
+            string_ids.check_stored(await self.lsh.aget(batch.keys), batch.keys, batch.ids)
             await self.lsh.aingest(texts=batch.texts, vectors=vectors, ids=batch.keys, metadata=batch.metadata)
         return batch.ids
 
@@ -116,14 +116,14 @@ class LSHRSVectorStore(VectorStore):
         table the application shares. Use ``store.lsh.clear()`` for the index.
         """
         wanted = _wanted(ids, "delete")
-        present = _present(wanted, self.lsh.get(keys.keys_for(wanted)) if wanted else None)
+        present = _present(wanted, self.lsh.get(string_ids.keys_for(wanted)) if wanted else None)
         if present:
             self.lsh.delete(list(present.values()))
         return True
 
     async def adelete(self, ids: list[str] | None = None, **kwargs: Any) -> bool:
         wanted = _wanted(ids, "delete")
-        present = _present(wanted, await self.lsh.aget(keys.keys_for(wanted)) if wanted else None)
+        present = _present(wanted, await self.lsh.aget(string_ids.keys_for(wanted)) if wanted else None)
         if present:
             await self.lsh.adelete(list(present.values()))
         return True
@@ -133,11 +133,11 @@ class LSHRSVectorStore(VectorStore):
     def get_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         """The stored documents among `ids`, in the order asked; unknown ids are left out."""
         wanted = _wanted(ids, "get_by_ids")
-        return _owned_documents(wanted, self.lsh.get(keys.keys_for(wanted)) if wanted else None)
+        return _owned_documents(wanted, self.lsh.get(string_ids.keys_for(wanted)) if wanted else None)
 
     async def aget_by_ids(self, ids: Sequence[str], /) -> list[Document]:
         wanted = _wanted(ids, "get_by_ids")
-        return _owned_documents(wanted, await self.lsh.aget(keys.keys_for(wanted)) if wanted else None)
+        return _owned_documents(wanted, await self.lsh.aget(string_ids.keys_for(wanted)) if wanted else None)
 
     def similarity_search(self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any) -> list[Document]:
         return [doc for doc, _ in self.similarity_search_with_score(query, k, filter=filter, **kwargs)]
@@ -273,8 +273,8 @@ class _Batch:
         doc_ids = _fill_ids(ids, len(texts))
         if metadatas is not None and len(metadatas) != len(texts):
             raise ValueError(f"metadatas: expected {len(texts)} entries, got {len(metadatas)}")
-        metadata = [keys.with_id(m, i) for m, i in zip(metadatas or [{}] * len(texts), doc_ids)]
-        return cls(texts, doc_ids, keys.keys_for(doc_ids) if texts else np.empty(0, np.int64), metadata)
+        metadata = [string_ids.with_id(m, i) for m, i in zip(metadatas or [{}] * len(texts), doc_ids)]
+        return cls(texts, doc_ids, string_ids.keys_for(doc_ids) if texts else np.empty(0, np.int64), metadata)
 
 
 def _fill_ids(ids: Sequence[str | None] | None, n: int) -> list[str]:
@@ -299,8 +299,8 @@ def _present(wanted: list[str], rows: Rows | None) -> dict[str, int]:
     """String id -> key for the ids stored under their own key (a key held by another id is left alone)."""
     if rows is None:
         return {}
-    held = {key: keys.split_metadata(meta)[0] for key, meta in zip(rows.ids.tolist(), rows.metadata or [])}
-    return {i: keys.key_for(i) for i in wanted if held.get(keys.key_for(i)) == i}
+    held = {key: string_ids.split_metadata(meta)[0] for key, meta in zip(rows.ids.tolist(), rows.metadata or [])}
+    return {i: string_ids.key_for(i) for i in wanted if held.get(string_ids.key_for(i)) == i}
 
 
 def _owned_documents(wanted: list[str], rows: Rows | None) -> list[Document]:
@@ -320,7 +320,7 @@ def _diverse(query: NDArray[np.float32], hits: list[Hit], vectors: Any, k: int, 
 
 
 def _document(text: str | None, meta: dict[str, Any] | None) -> Document:
-    doc_id, user_meta = keys.split_metadata(meta)
+    doc_id, user_meta = string_ids.split_metadata(meta)
     return Document(id=doc_id, page_content=text or "", metadata=user_meta)
 
 
@@ -328,7 +328,7 @@ def _user_filter(filter: Filter | None) -> Filter | None:
     """A callable filter sees the user's metadata, without the stored id."""
     if filter is None or not callable(filter):
         return filter
-    return lambda meta: bool(filter(keys.split_metadata(meta)[1]))
+    return lambda meta: bool(filter(string_ids.split_metadata(meta)[1]))
 
 
 def _options(filter: Filter | None, kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """`LSHRSVectorStore`: LlamaIndex nodes as lshrs documents.
 
 A node becomes one row: its string id maps to an int64 key
-(`lshrs.keys.key_for`), its text (without metadata) is the row text, and the
+(`lshrs.string_ids.key_for`), its text (without metadata) is the row text, and the
 rest of the node (metadata, relationships, ...) is the row metadata in
 LlamaIndex's own `node_to_metadata_dict` form, which also puts `ref_doc_id` at
 the top level where `LSHRS.find` can test it in SQL.
@@ -34,7 +34,7 @@ from llama_index.vector_stores.lshrs.filters import Filter, to_filter
 from lshrs import LSHRS, Hit, Rows
 from lshrs.filters import as_predicate, matching
 from lshrs.inputs import check_top
-from lshrs.keys import ID_BYTES, check_stored, keys_for, split_metadata, with_id
+from lshrs.string_ids import ID_BYTES, check_stored, keys_for, split_metadata, with_id
 
 # Keyword arguments of query() passed through to LSHRS.query (VectorStoreIndex's vector_store_kwargs).
 _QUERY_OPTIONS = ("top_p", "num_probes")

@@ -1,0 +1,174 @@
+"""What this process knows of one named index: its definition, hash family and sketch cache.
+
+An index lives in Redis; a process attaches to it by reading its definition
+back, or creates it once the vectors' dimension is known (from the store, or
+from the first vectors written). Every verb reaches the buckets, the store
+and the hash family through an `Attachment`; it owns nothing the verbs do,
+only the reading, creating and redefining of the index definition.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from lshrs import definition as fields
+from lshrs.buckets import Buckets, Layout, server_layout
+from lshrs.definition import BuildState, Definition, Meta
+from lshrs.hashing import HashFamily, family_for
+from lshrs.hyperplanes import Hyperplanes
+from lshrs.sketch import SketchCache
+from lshrs.stores.base import Rows, Store
+
+log = logging.getLogger("lshrs")
+
+
+class Attachment:
+    """One named index as seen from this process.
+
+    Args:
+        buckets: the index's Redis side.
+        store: where its documents live.
+        requested: parameters the user passed (checked by `definition.check_requested`);
+            an existing index with other values is refused.
+        sketch_capacity: vectors whose sketches this process keeps (0: none).
+    """
+
+    def __init__(self, buckets: Buckets, store: Store, requested: Mapping[str, int], sketch_capacity: int) -> None:
+        self.buckets = buckets
+        self.store = store
+        self.requested = dict(requested)
+        self.sketch_capacity = sketch_capacity
+        self.definition: Definition | None = None
+        self.family: HashFamily | None = None
+        self.sketches: SketchCache | None = None
+        self.saved_probes: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.buckets.name
+
+    @property
+    def dim(self) -> int | None:
+        return None if self.definition is None else self.definition.dim
+
+    @property
+    def id_bytes(self) -> int:
+        """Width of an id in the buckets: the index's, or the one it will be created with."""
+        if self.definition is not None:
+            return self.definition.id_bytes
+        return self.requested.get(fields.ID_BYTES, fields.DEFAULT_ID_BYTES)
+
+    @property
+    def seed(self) -> int:
+        if self.definition is not None:
+            return self.definition.seed
+        return self.requested.get(fields.SEED, fields.DEFAULT_SEED)
+
+    def attach(self) -> bool:
+        """Load the definition from Redis, or create it when the dimension is known; False when neither."""
+        raw = self.buckets.read_meta()
+        if raw:
+            self._load(raw)
+            return True
+        dim = self.requested.get(fields.DIM) or self.store.dim()
+        if dim:
+            self._create(int(dim))
+            return True
+        return False
+
+    def ready(self, dim: int) -> HashFamily:
+        """The hash family, creating the index from the first vectors' dimension if needed."""
+        if self.family is None and not self.attach():
+            self._create(dim)
+        assert self.family is not None
+        return self.family
+
+    def read_meta(self) -> Meta | None:
+        """The meta hash as it is now in Redis, None when the index does not exist."""
+        raw = self.buckets.read_meta()
+        return Meta.parse(self.name, raw) if raw else None
+
+    def forget(self) -> None:
+        """Drop what this process knew: the index was cleared."""
+        self.definition = None
+        self.family = None
+
+    def redefine(self, dim: int, num_tables: int, num_bits: int, num_probes: int) -> None:
+        """Give the index new tables, bits and probes; `index()` then rebuilds the buckets from the store.
+
+        The meta hash is swapped in one step and marked `BuildState.REDEFINE`:
+        an `index()` that finds the mark drops the old buckets before it
+        builds, so a rebuild interrupted at any point is finished by running
+        `index()` again. Seed, id width and the id counter carry over.
+        """
+        old = self.read_meta()
+        if self.definition is not None:
+            self.requested.update(self.definition.params)
+        self.requested.update({fields.DIM: dim, fields.NUM_TABLES: num_tables, fields.NUM_BITS: num_bits})
+        meta = {
+            **self._new_definition(dim).to_meta(),
+            fields.NUM_PROBES: num_probes,
+            fields.BUILD: BuildState.REDEFINE.value,
+        }
+        counter = old.next_id() if old is not None else None
+        if counter is not None:
+            meta[fields.NEXT_ID] = counter
+        self.buckets.replace_meta(meta)
+        self._load(self.buckets.read_meta())
+
+    def reset_buckets(self) -> None:
+        """Drop every bucket and start the definition over with no build state or counters (a rebuild)."""
+        meta = self.read_meta()
+        self.buckets.clear()
+        if meta is not None:
+            self.buckets.create_meta(meta.kept_on_rebuild())
+
+    def learn_sketches(self, rows: Rows) -> int:
+        """Keep the sketches of vectors a query has read (a step of the query, see search.py)."""
+        return 0 if self.sketches is None or not len(rows) else self.sketches.add(rows.ids, rows.vectors)
+
+    def _load(self, raw: Mapping[str, bytes]) -> None:
+        meta = Meta.parse(self.name, raw)
+        definition = meta.definition
+        definition.check_conflicts(self.name, self.requested)
+        self.buckets.layout = Layout(
+            id_bytes=definition.id_bytes,
+            num_bits=definition.num_bits,
+            group_bits=definition.group_bits,
+            small_max=definition.small_max,
+        )
+        self.family = family_for(definition)
+        self.definition = definition
+        self.saved_probes = meta.num_probes
+        if self.sketch_capacity and (self.sketches is None or self.sketches.dim != definition.dim):
+            self.sketches = SketchCache(definition.dim, capacity=self.sketch_capacity)
+
+    def _create(self, dim: int) -> None:
+        definition = self._new_definition(dim)
+        if self.buckets.create_meta(definition.to_meta()):
+            log.info("created index %r: %s", self.name, definition.params)
+        self._load(self.buckets.read_meta())
+
+    def _new_definition(self, dim: int) -> Definition:
+        """The requested parameters (defaults for the rest) and freshly drawn hyperplanes."""
+        get = self.requested.get
+        tables, bits = get(fields.NUM_TABLES, fields.DEFAULT_NUM_TABLES), get(fields.NUM_BITS, fields.DEFAULT_NUM_BITS)
+        family = Hyperplanes.draw(dim, tables, bits, self.seed)
+        group_bits, small_max = server_layout(self.buckets.client)
+        return Definition(
+            dim=dim,
+            num_tables=tables,
+            num_bits=bits,
+            seed=self.seed,
+            id_bytes=self.id_bytes,
+            group_bits=min(group_bits, bits),
+            small_max=small_max,
+            family=family.kind,
+            family_fields=family.fields(),
+        )
+
+    def __repr__(self) -> str:
+        params: Any = None if self.definition is None else self.definition.params
+        return f"Attachment(name={self.name!r}, params={params})"

@@ -1,0 +1,422 @@
+"""The Redis side of an index: the only module that knows key names and commands.
+
+Layout, everything under ``lshrs:{name}:`` so indexes share a Redis safely:
+
+- ``lshrs:{name}:meta`` — a hash: index parameters, format version, the
+  hyperplanes (raw float32), the entry counter and the build checkpoint.
+- A bucket (table ``t``, code ``c``) holds its member ids packed as
+  little-endian integers of ``id_bytes`` each, in one of two places:
+
+  - small buckets share a hash ``lshrs:{name}:b:{t.g}`` where ``g = c >> group_bits``,
+    under the field ``c & (2**group_bits - 1)``;
+  - a bucket that outgrows ``small_max`` bytes moves to its own string
+    ``lshrs:{name}:b:{t.g}:{field}``.
+
+Why two tiers, by measurement (benchmarks/results/core.md): a Redis key costs
+about 80 bytes before its value, so one key per bucket costs more than the ids
+themselves while buckets hold a handful of ids — the common case below a few
+million vectors. Redis stores a small hash as one compact listpack (a few
+bytes per field) as long as every value stays under
+``hash-max-listpack-value``; large buckets go to strings, whose key cost is
+then small next to their payload. The braces are a Redis Cluster hash tag: a
+group's hash and its large strings share one slot, so every script below
+touches keys of a single slot and the layout works unchanged on a cluster.
+
+Values are rewritten whole (GET/HGET, concatenate, SET/HSET) rather than
+APPENDed, because APPEND over-allocates up to twice the string's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from redis.exceptions import NoScriptError
+
+from lshrs.buckets import packing
+from lshrs.buckets.packing import BucketWrites, Layout, server_layout
+from lshrs.buckets.scripts import READS, SCRIPTS, Call, queue
+from lshrs.definition import ENTRIES, GENERATION, NEXT_ID
+
+__all__ = ["BucketWrites", "Buckets", "Fetched", "Layout", "server_layout", "store_prefix"]
+
+log = logging.getLogger("lshrs")
+
+_SCAN_COUNT = 1000
+
+
+def store_prefix(name: str) -> bytes:
+    """Key prefix of `RedisStore` documents: apart from every index's keys, so `clear()` never touches them."""
+    return f"lshrs-docs:{name}:".encode()
+
+
+# What a bucket read returns: member ids of every bucket concatenated, each
+# bucket's member count, the index's entry count and its generation.
+Fetched = tuple[NDArray[np.int64], NDArray[np.int64], int, bytes]
+
+
+def _unpack_many(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int, bytes]:
+    """The reply of _READ_MANY: (members, byte size of each bucket, entry count, generation)."""
+    blob, lengths, entries, generation = replies[0]
+    sizes = np.array(lengths.split(b","), dtype=np.int64) if lengths else np.empty(0, np.int64)
+    return blob, sizes, int(entries), generation or b""
+
+
+def _definition_args(fields: Mapping[str, bytes | str | int]) -> list[bytes | str | int]:
+    """A new meta hash as script arguments (key, value, ...), with a fresh generation.
+
+    Every new definition (created, rebuilt, redefined) starts its generation
+    at a random value, so a cleared and re-created index never repeats one
+    and no process keeps sketches from before (sketch.py).
+    """
+    argv: list[bytes | str | int] = []
+    for key, value in {**fields, GENERATION: secrets.randbits(62)}.items():
+        argv += [key, value]
+    return argv
+
+
+class Buckets:
+    """Bucket storage for one named index on one Redis (or Redis Cluster)."""
+
+    def __init__(self, client: Any, name: str, layout: Layout | None = None) -> None:
+        self.client = client
+        self.name = name
+        self.prefix = f"lshrs:{name}:".encode()
+        self.meta_key = self.prefix + b"meta"
+        self.lock_key = self.prefix + b"locks"
+        self.layout = layout or Layout()
+        self._cluster = hasattr(client, "get_nodes") and hasattr(client, "mget_nonatomic")
+        self._scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+        self._async_factory: Callable[[], Any] | None = None
+        # redis.asyncio clients belong to one event loop: one client (and its scripts) per loop
+        self._async: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+    # -- running calls ----------------------------------------------------
+
+    def bind_async(self, factory: Callable[[], Any]) -> None:
+        """How to make a redis.asyncio client for the `a`-prefixed methods (called once per event loop)."""
+        self._async_factory = factory
+
+    def _run(self, calls: list[Call]) -> list[Any]:
+        try:
+            return self._run_once(calls)
+        except NoScriptError:  # only reads go by SHA: load them and read again
+            for name in READS:
+                self.client.script_load(SCRIPTS[name])
+            return self._run_once(calls)
+
+    def _run_once(self, calls: list[Call]) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            by_sha = name in READS and not self._cluster
+            # Naming the node spares redis-py's sync cluster pipeline a
+            # COMMAND GETKEYS round trip per EVAL (redis-py 8.1).
+            route = {"target_nodes": self.client.get_node_from_key(keys[0])} if self._cluster and keys else {}
+            queue(pipe, name, keys, args, by_sha, **route)
+        return list(pipe.execute())
+
+    async def _arun(self, calls: list[Call]) -> list[Any]:
+        try:
+            return await self._arun_once(calls)
+        except NoScriptError:
+            client, _ = self.async_client()
+            for name in READS:
+                await client.script_load(SCRIPTS[name])
+            return await self._arun_once(calls)
+
+    async def _arun_once(self, calls: list[Call]) -> list[Any]:
+        client, _ = self.async_client()
+        pipe = client.pipeline(transaction=False)
+        for name, keys, args in calls:
+            queue(pipe, name, keys, args, name in READS and not self._cluster)
+        return list(await pipe.execute())
+
+    def async_client(self) -> tuple[Any, dict[str, Any]]:
+        """This event loop's redis.asyncio client and scripts, made on first use."""
+        if self._async_factory is None:
+            raise RuntimeError("no async Redis client: pass async_redis= to LSHRS")
+        loop = asyncio.get_running_loop()
+        found = self._async.get(loop)
+        if found is None:
+            client = self._async_factory()
+            found = (client, {name: client.register_script(src) for name, src in SCRIPTS.items()})
+            self._async[loop] = found
+        return found
+
+    async def aclose(self) -> None:
+        """Close this event loop's async client, if one was made."""
+        found = self._async.pop(asyncio.get_running_loop(), None)
+        if found is not None:
+            await found[0].aclose()
+
+    @property
+    def id_bytes(self) -> int:
+        return self.layout.id_bytes
+
+    # -- metadata ---------------------------------------------------------
+
+    def read_meta(self) -> dict[str, bytes]:
+        """The meta hash as str -> raw bytes, empty when the index does not exist."""
+        raw = self.client.hgetall(self.meta_key)
+        return {k.decode(): v for k, v in raw.items()}
+
+    def create_meta(self, fields: Mapping[str, bytes | str | int]) -> bool:
+        """Create the meta hash unless it exists; True when this call created it."""
+        return bool(self._scripts["create"](keys=[self.meta_key], args=_definition_args(fields)))
+
+    def replace_meta(self, fields: Mapping[str, bytes | str | int]) -> None:
+        """Replace the meta hash whole, atomically (a new index definition)."""
+        self._scripts["replace"](keys=[self.meta_key], args=_definition_args(fields))
+
+    def set_meta(self, **fields: bytes | str | int) -> None:
+        self.client.hset(self.meta_key, mapping=fields)
+
+    def next_ids(self, n: int) -> int:
+        """Advance the id counter by n; returns its new value (the last id of the block)."""
+        return int(self.client.hincrby(self.meta_key, NEXT_ID, n))
+
+    async def anext_ids(self, n: int) -> int:
+        client, _ = self.async_client()
+        return int(await client.hincrby(self.meta_key, NEXT_ID, n))
+
+    # -- writer locks -----------------------------------------------------
+
+    def lock(self, stripes: list[int], token: str, ttl_ms: int) -> bool:
+        """Take every stripe for `token` (all or none); False when another live writer holds one."""
+        return bool(self._scripts["lock"](keys=[self.lock_key], args=[token, ttl_ms, *stripes]))
+
+    async def alock(self, stripes: list[int], token: str, ttl_ms: int) -> bool:
+        _, scripts = self.async_client()
+        return bool(await scripts["lock"](keys=[self.lock_key], args=[token, ttl_ms, *stripes]))
+
+    def unlock(self, stripes: list[int], token: str) -> None:
+        self._scripts["unlock"](keys=[self.lock_key], args=[token, *stripes])
+
+    async def aunlock(self, stripes: list[int], token: str) -> None:
+        _, scripts = self.async_client()
+        await scripts["unlock"](keys=[self.lock_key], args=[token, *stripes])
+
+    def generation(self) -> bytes:
+        """The index's generation: it moves whenever bucket entries are removed (a vector replaced or deleted)."""
+        return self.client.hget(self.meta_key, GENERATION) or b""
+
+    def entry_count(self) -> int:
+        """Bucket entries written minus removed (each indexed id has one per table)."""
+        value = self.client.hget(self.meta_key, ENTRIES)
+        return int(value or 0)
+
+    # -- key names --------------------------------------------------------
+
+    def _split(self, codes: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        return packing.split_codes(self.layout, codes)
+
+    def _hash_key(self, table: int, group: int) -> bytes:
+        return packing.hash_key_of(self.prefix, table, group)
+
+    # -- writes -----------------------------------------------------------
+
+    def group(self, ids: NDArray[np.int64], codes: NDArray[np.int64]) -> BucketWrites:
+        """Group (id, table) entries by bucket, and buckets by key group (`codes`: shape (n, tables))."""
+        return packing.group(ids, codes)
+
+    def group_entries(
+        self, table_idx: NDArray[np.int64], flat_codes: NDArray[np.int64], entry_ids: NDArray[np.int64]
+    ) -> BucketWrites:
+        """`group` for arbitrary (table, code, id) entries, e.g. the differences `repair()` fixes."""
+        return packing.group_entries(table_idx, flat_codes, entry_ids)
+
+    def apply(self, add: BucketWrites | None = None, remove: BucketWrites | None = None) -> int:
+        """Remove then append entries in one pipeline; returns entries removed.
+
+        Removal runs first so an id re-added to the bucket it already sits in
+        ends up there exactly once.
+        """
+        calls, n_remove = self._apply_calls(add, remove)
+        removed = int(sum(self._run(calls)[:n_remove]))
+        if removed:
+            self.client.hincrby(self.meta_key, ENTRIES, -removed)
+        return removed
+
+    async def aapply(self, add: BucketWrites | None = None, remove: BucketWrites | None = None) -> int:
+        calls, n_remove = self._apply_calls(add, remove)
+        removed = int(sum((await self._arun(calls))[:n_remove]))
+        if removed:
+            client, _ = self.async_client()
+            await client.hincrby(self.meta_key, ENTRIES, -removed)
+        return removed
+
+    def _apply_calls(self, add: BucketWrites | None, remove: BucketWrites | None) -> tuple[list[Call], int]:
+        calls: list[Call] = []
+        for keys, args in packing.script_groups(self.layout, self.prefix, remove) if remove is not None else []:
+            calls.append(("remove", keys, [self.layout.id_bytes, *args]))
+        n_remove = len(calls)
+        if n_remove:  # tells every process's sketch cache that a vector may have changed (sketch.py)
+            calls.append(("hincrby", [self.meta_key], [GENERATION, 1]))
+        if add is not None and (self._cluster or self.layout.group_bits > 8):  # packed fields are one byte
+            calls += [
+                ("append", keys, [self.layout.small_max, *args])
+                for keys, args in packing.script_groups(self.layout, self.prefix, add)
+            ]
+        elif add is not None:
+            calls += [("append_packed", [], argv) for argv in packing.packed_appends(self.layout, self.prefix, add)]
+        if add is not None:
+            # the added count is known up front, so it rides in the same pipeline
+            calls.append(("hincrby", [self.meta_key], [ENTRIES, add.entries]))
+        return calls, n_remove
+
+    # -- reads ------------------------------------------------------------
+
+    def fetch(self, tables: NDArray[np.int64], codes: NDArray[np.int64]) -> Fetched:
+        """Read the buckets (tables[i], codes[i]) in one round trip (one per shard on a cluster).
+
+        Returns:
+            The concatenated member ids of all buckets, each bucket's member
+            count, and the index's entry count and generation read in the same trip.
+        """
+        calls, parse = self._fetch_calls(tables, codes)
+        return self._unpack(parse(self._run(calls)))
+
+    async def afetch(self, tables: NDArray[np.int64], codes: NDArray[np.int64]) -> Fetched:
+        calls, parse = self._fetch_calls(tables, codes)
+        return self._unpack(parse(await self._arun(calls)))
+
+    def _fetch_calls(
+        self, tables: NDArray[np.int64], codes: NDArray[np.int64]
+    ) -> tuple[list[Call], Callable[[list[Any]], tuple[bytes, NDArray[np.int64], int, bytes]]]:
+        """The calls that read the buckets, and how to parse their replies (members, sizes, count, generation)."""
+        grp, field = self._split(codes)
+        if not self._cluster:
+            tokens = " ".join(map("%d.%d.%d".__mod__, zip(tables.tolist(), grp.tolist(), field.tolist())))
+            return [("read_many", [], [self.prefix, tokens])], _unpack_many
+        # Redis Cluster: one single-slot script per bucket group, pipelined; the entry count last.
+        by_group: dict[tuple[int, int], list[int]] = {}
+        for i, key in enumerate(zip(tables.tolist(), grp.tolist())):
+            by_group.setdefault(key, []).append(i)
+        fields = field.tolist()
+        calls: list[Call] = []
+        for (t, g), members in by_group.items():
+            hash_key = self._hash_key(t, g)
+            keys = [hash_key] + [b"%s:%d" % (hash_key, fields[i]) for i in members]
+            calls.append(("read_group", keys, [fields[i] for i in members]))
+        calls.append(("hmget", [self.meta_key], [ENTRIES, GENERATION]))
+
+        def parse(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int, bytes]:
+            blobs: list[bytes] = [b""] * len(fields)
+            for members, values in zip(by_group.values(), replies):
+                for i, value in zip(members, values):
+                    blobs[i] = value
+            sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+            entries, generation = replies[-1]
+            return b"".join(blobs), sizes, int(entries or 0), generation or b""
+
+        return calls, parse
+
+    def _unpack(self, packed: tuple[bytes, NDArray[np.int64], int, bytes]) -> Fetched:
+        blob, sizes, entries, generation = packed
+        ids = np.frombuffer(blob, dtype=self.layout.dtype).astype(np.int64)
+        return ids, sizes // self.layout.id_bytes, entries, generation
+
+    # -- housekeeping -----------------------------------------------------
+
+    def every_bucket(self) -> Iterator[tuple[int, int, NDArray[np.int64]]]:
+        """Every bucket as (table, code, ids): a full SCAN, for checks and repair."""
+        bits = self.layout.group_bits
+        for key in self._scan(self.prefix + b"b:*"):
+            tag, _, field = key[len(self.prefix) + 3 :].partition(b"}:")
+            table, group = (int(x) for x in tag.strip(b"{}").split(b"."))
+            if field:
+                value = self.client.get(key)
+                values = {int(field): value} if value else {}
+            else:
+                values = {int(f): v for f, v in self.client.hgetall(key).items()}
+            for f, blob in values.items():
+                yield table, group << bits | f, np.frombuffer(blob, dtype=self.layout.dtype).astype(np.int64)
+
+    def clear(self) -> int:
+        """Unlink every key of this index; returns how many were removed."""
+        return self._unlink_matching(self.prefix + b"*")
+
+    def drop_buckets(self) -> int:
+        """Unlink the bucket keys only: the meta hash, locks and job checkpoints stay."""
+        return self._unlink_matching(self.prefix + b"b:*")
+
+    def _unlink_matching(self, match: bytes) -> int:
+        removed = 0
+        batch: list[bytes] = []
+        for key in self._scan(match):
+            batch.append(key)
+            if len(batch) >= _SCAN_COUNT:
+                removed += self._unlink(batch)
+                batch = []
+        removed += self._unlink(batch)
+        return removed
+
+    def _scan(self, match: bytes) -> Iterator[bytes]:
+        yield from self.client.scan_iter(match=match, count=_SCAN_COUNT)
+
+    def _unlink(self, keys: list[bytes]) -> int:
+        if not keys:
+            return 0
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        return int(sum(pipe.execute()))
+
+    def memory_usage(self) -> int:
+        """Redis bytes of the bucket keys (MEMORY USAGE); raises redis.ResponseError where MEMORY is refused."""
+        total = 0
+        batch: list[bytes] = []
+        for key in [*self._scan(self.prefix + b"b:*"), None]:
+            if key is not None:
+                batch.append(key)
+            if batch and (key is None or len(batch) >= _SCAN_COUNT):
+                pipe = self.client.pipeline(transaction=False)
+                for one in batch:
+                    pipe.memory_usage(one, samples=0)
+                total += sum(int(v or 0) for v in pipe.execute())
+                batch = []
+        return total
+
+    # -- job checkpoints ----------------------------------------------------
+
+    def job_state(self, job: str) -> dict[str, str]:
+        """The saved position of a resumable job (`lshrs.pipeline`), empty when it never ran."""
+        return {k.decode(): v.decode() for k, v in self.client.hgetall(self._job_key(job)).items()}
+
+    def save_job_state(self, job: str, **fields: int) -> None:
+        self.client.hset(self._job_key(job), mapping=fields)
+
+    def _job_key(self, job: str) -> bytes:
+        return self.prefix + b"job:" + job.encode()
+
+    def bucket_sizes(self) -> NDArray[np.int64]:
+        """Member count of every bucket (pipelined HVALS / STRLEN over a SCAN)."""
+        sizes: list[int] = []
+        batch: list[bytes] = []
+        for key in self._scan(self.prefix + b"b:*"):
+            batch.append(key)
+            if len(batch) >= _SCAN_COUNT:
+                sizes += self._lengths(batch)
+                batch = []
+        sizes += self._lengths(batch)
+        return np.array(sizes, dtype=np.int64) // self.layout.id_bytes
+
+    def _lengths(self, keys: list[bytes]) -> list[int]:
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            if key.endswith(b"}"):
+                pipe.hvals(key)
+            else:
+                pipe.strlen(key)
+        lengths: list[int] = []
+        for value in pipe.execute():
+            lengths += [len(v) for v in value] if isinstance(value, list) else [int(value)]
+        return lengths

@@ -1,0 +1,216 @@
+"""The Lua scripts behind the bucket layout, and how a pipeline queues them.
+
+Part of the buckets package: these scripts build key names from the index's
+prefix, so they live beside the `Buckets` class and nowhere else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from lshrs.definition import ENTRIES, GENERATION
+
+# One key: create the meta hash only if it does not exist yet, so two
+# processes creating the same index race safely (the loser reads the winner's).
+_CREATE_META = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# One key: swap the meta hash for a new one in one step, so a reader sees
+# either the old index definition or the new one, never neither.
+_REPLACE_META = """
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+# One group: KEYS = [hash, large string of each field...],
+# ARGV = [small_max, field1, ids1, field2, ids2, ...]. Appends packed ids to
+# each bucket, moving a bucket to its string once it outgrows small_max.
+_APPEND = """
+local limit = tonumber(ARGV[1])
+for i = 2, #KEYS do
+  local field, add = ARGV[2 * i - 2], ARGV[2 * i - 1]
+  local large = redis.call('GET', KEYS[i])
+  if large then
+    redis.call('SET', KEYS[i], large .. add)
+  else
+    local value = (redis.call('HGET', KEYS[1], field) or '') .. add
+    if #value > limit then
+      redis.call('HDEL', KEYS[1], field)
+      redis.call('SET', KEYS[i], value)
+    else
+      redis.call('HSET', KEYS[1], field, value)
+    end
+  end
+end
+return 0
+"""
+
+# Standalone Redis only (it builds key names): _APPEND for many groups in one
+# call. ARGV = [small_max, the index's key prefix, "table.group:buckets"
+# tokens separated by spaces, one byte per bucket with its field, a
+# little-endian uint32 per bucket with its byte length, every bucket's ids
+# concatenated]. A bucket is read from its group hash first, where nearly all
+# of them live, and from its own string only when the hash lacks it.
+_APPEND_PACKED = """
+local limit, prefix, fields, lengths, ids = tonumber(ARGV[1]), ARGV[2], ARGV[4], ARGV[5], ARGV[6]
+local b, pos = 0, 1
+for tag, n in string.gmatch(ARGV[3], '(%d+%.%d+):(%d+)') do
+  local hash = prefix .. 'b:{' .. tag .. '}'
+  for _ = 1, tonumber(n) do
+    b = b + 1
+    local f = string.byte(fields, b)
+    local l1, l2, l3, l4 = string.byte(lengths, 4 * b - 3, 4 * b)
+    local size = l1 + 256 * (l2 + 256 * (l3 + 256 * l4))
+    local add = string.sub(ids, pos, pos + size - 1)
+    pos = pos + size
+    local small = redis.call('HGET', hash, f)
+    local large = (not small) and redis.call('GET', hash .. ':' .. f)
+    if large then
+      redis.call('SET', hash .. ':' .. f, large .. add)
+    else
+      local value = (small or '') .. add
+      if #value > limit then
+        redis.call('HDEL', hash, f)
+        redis.call('SET', hash .. ':' .. f, value)
+      else
+        redis.call('HSET', hash, f, value)
+      end
+    end
+  end
+end
+return 0
+"""
+
+# One group, same KEYS and ARGV as _APPEND with ARGV[1] = id width in bytes:
+# drops every occurrence of the given ids (compared at aligned offsets) and
+# deletes buckets left empty. Returns how many entries were removed.
+_REMOVE = """
+local width = tonumber(ARGV[1])
+local removed = 0
+for i = 2, #KEYS do
+  local field, ids = ARGV[2 * i - 2], ARGV[2 * i - 1]
+  local large = true
+  local blob = redis.call('GET', KEYS[i])
+  if not blob then
+    large = false
+    blob = redis.call('HGET', KEYS[1], field)
+  end
+  if blob then
+    local drop = {}
+    for j = 1, #ids, width do drop[string.sub(ids, j, j + width - 1)] = true end
+    local keep, before = {}, removed
+    for j = 1, #blob, width do
+      local chunk = string.sub(blob, j, j + width - 1)
+      if drop[chunk] then removed = removed + 1 else keep[#keep + 1] = chunk end
+    end
+    if removed > before then
+      local rest = table.concat(keep)
+      if large and #rest > 0 then redis.call('SET', KEYS[i], rest)
+      elseif large then redis.call('DEL', KEYS[i])
+      elseif #rest > 0 then redis.call('HSET', KEYS[1], field, rest)
+      else redis.call('HDEL', KEYS[1], field) end
+    end
+  end
+end
+return removed
+"""
+
+# Standalone Redis only (it builds key names, which a cluster forbids across
+# slots): read many buckets in one call. ARGV[1] = the index's key prefix,
+# ARGV[2] = "table.group.field" tokens separated by spaces. Returns three
+# strings: every bucket's members concatenated, the byte length of each
+# bucket ("12,0,48,..."), the index's entry count and its generation (saves a
+# round trip per query). One packed reply instead of one reply per bucket: redis-py's
+# pure-Python parser spent about 1 ms per query on 150 separate replies.
+_READ_MANY = """
+local out, lens, n = {}, {}, 0
+for t, g, f in string.gmatch(ARGV[2], '(%d+)%.(%d+)%.(%d+)') do
+  local hash = ARGV[1] .. 'b:{' .. t .. '.' .. g .. '}'
+  n = n + 1
+  out[n] = redis.call('HGET', hash, f) or redis.call('GET', hash .. ':' .. f) or ''
+  lens[n] = #out[n]
+end
+local meta = redis.call('HMGET', ARGV[1] .. 'meta', 'ENTRIES', 'GENERATION')
+return {table.concat(out), table.concat(lens, ','), meta[1] or '0', meta[2] or ''}
+""".replace("ENTRIES", ENTRIES).replace("GENERATION", GENERATION)
+
+# One group (cluster path): KEYS = [hash, large string of each field...], ARGV = fields.
+_READ_GROUP = """
+local out = {}
+for i = 2, #KEYS do
+  out[i - 1] = redis.call('HGET', KEYS[1], ARGV[i - 1]) or redis.call('GET', KEYS[i]) or ''
+end
+return out
+"""
+
+
+# Writer locks, one hash ``lshrs:{name}:locks``: field = stripe of ids, value =
+# "token expiry_ms". KEYS[1] = the hash; ARGV = [token, ttl_ms, stripe...].
+# All-or-nothing: returns 1 when every stripe was free (or expired, or ours)
+# and is now held, else 0 and nothing changes. Redis TIME is the one clock.
+_LOCK = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+for i = 3, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held then
+    local owner, expiry = string.match(held, '^(%S+) (%d+)$')
+    if owner ~= ARGV[1] and tonumber(expiry) > now_ms then return 0 end
+  end
+end
+local value = ARGV[1] .. ' ' .. (now_ms + tonumber(ARGV[2]))
+for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], value) end
+return 1
+"""
+
+# Release the stripes this token holds. KEYS[1] = the hash; ARGV = [token, stripe...].
+_UNLOCK = """
+for i = 2, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if held and string.match(held, '^(%S+) ') == ARGV[1] then redis.call('HDEL', KEYS[1], ARGV[i]) end
+end
+return 0
+"""
+
+SCRIPTS = {
+    "append_packed": _APPEND_PACKED,
+    "lock": _LOCK,
+    "unlock": _UNLOCK,
+    "create": _CREATE_META,
+    "replace": _REPLACE_META,
+    "append": _APPEND,
+    "remove": _REMOVE,
+    "read_many": _READ_MANY,
+    "read_group": _READ_GROUP,
+}
+# One pipelined round trip: (script name or command, keys, args) per call.
+Call = tuple[str, list[Any], list[Any]]
+
+
+SHAS = {name: hashlib.sha1(source.encode()).hexdigest() for name, source in SCRIPTS.items()}
+READS = frozenset({"read_many", "read_group"})
+
+
+def queue(pipe: Any, name: str, keys: list[Any], args: list[Any], by_sha: bool, **options: Any) -> None:
+    """Queue one call, bypassing redis-py's script registry.
+
+    A pipeline holding registered scripts first sends SCRIPT EXISTS, a
+    second round trip on every query. Instead, writes go as EVAL with the
+    script's body: EVAL cannot fail with NOSCRIPT part way through a pipeline,
+    which could run a bucket's remove after its append, and redis-py refuses
+    EVALSHA in cluster pipelines anyway (redis/redis-py#2914). The server
+    caches the compiled body by its SHA, so the cost is a few hundred bytes
+    per bucket group. Reads on a standalone server go by SHA (`by_sha`); they
+    are idempotent, so a NOSCRIPT (a restarted server) reloads and retries.
+    """
+    if name not in SCRIPTS:
+        getattr(pipe, name)(*keys, *args)
+    elif by_sha:
+        pipe.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
+    else:
+        pipe.execute_command("EVAL", SCRIPTS[name], len(keys), *keys, *args, **options)

@@ -1,0 +1,66 @@
+"""The writer lease: writers of the same ids take turns.
+
+ingest, delete and repair hold a lock on the stripes (id mod LOCK_STRIPES)
+of their batch while they read the old rows, write the store and move the
+buckets; without it two upserts of one id can leave the buckets of the
+loser's vector behind. The locks are a Redis hash (`Buckets.lock`); this
+module only decides what to hold, for how long, and how to let go.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lshrs.steps import Steps, call
+
+log = logging.getLogger("lshrs")
+T = TypeVar("T")
+
+# A crashed writer's stripes free themselves after LOCK_TTL_MS; a writer gives up after LOCK_WAIT_S.
+LOCK_STRIPES = 4096
+LOCK_TTL_MS = 60_000
+LOCK_WAIT_S = 120.0
+
+
+def every_stripe() -> NDArray[np.int64]:
+    """All stripes: what a writer that touches every id (repair) holds."""
+    return np.arange(LOCK_STRIPES, dtype=np.int64)
+
+
+def locked(name: str, ids: NDArray[np.int64], body: Steps[T]) -> Steps[T]:
+    """Run `body` holding the writer lock of every stripe of `ids`, with Ctrl-C held back meanwhile.
+
+    Step targets: ``buckets`` (lock, unlock), ``clock`` (sleep) and ``interrupts``.
+    """
+    stripes = np.unique(ids % LOCK_STRIPES).tolist()
+    token = uuid.uuid4().hex
+    waited, pause = 0.0, 0.005
+    while not (yield call("buckets", "lock", stripes, token, LOCK_TTL_MS)):
+        if waited > LOCK_WAIT_S:
+            raise TimeoutError(f"index {name!r}: another writer held these ids for {waited:.0f} s")
+        yield call("clock", "sleep", pause)
+        waited, pause = waited + pause, min(pause * 2, 0.25)
+    try:
+        yield call("interrupts", "hold")
+        result = yield from body
+    except GeneratorExit:
+        raise  # the driver was interrupted and cannot run a step: the stripes expire after LOCK_TTL_MS
+    except BaseException:
+        try:
+            yield call("buckets", "unlock", stripes, token)
+        except Exception:  # Redis gone too: the stripes expire after LOCK_TTL_MS; the first error matters
+            log.warning("index %r: could not release the writer lock", name, exc_info=True)
+        yield call("interrupts", "release")
+        raise
+    # The handler must come back even when the unlock fails (Redis gone after the writes):
+    # otherwise this process would swallow every later Ctrl-C.
+    try:
+        yield call("buckets", "unlock", stripes, token)
+    finally:
+        yield call("interrupts", "release")  # raises a Ctrl-C that came meanwhile, now that the writes are whole
+    return result

@@ -1,0 +1,114 @@
+"""ingest() and delete() as steps: the store first, then the buckets, under the writer lease.
+
+Written once as generators of `steps.Step` (see steps.py), like the query in
+search.py, so the sync and async verbs share every line. Step targets:
+``index`` (the `Attachment`), ``model`` (embedding), ``buckets``, ``store``,
+``clock`` and ``interrupts`` (for the lease, see locks.py).
+
+Why this order: the store is the truth. A replaced or deleted vector's old
+bucket entries are found by re-hashing its stored copy, so an ingest reads
+the old rows before it overwrites them, and a delete removes the bucket
+entries before the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from lshrs import inputs
+from lshrs.attachment import Attachment
+from lshrs.hashing import HashFamily
+from lshrs.locks import locked
+from lshrs.steps import Steps, call
+from lshrs.stores.base import Metadata, Rows, capabilities
+
+
+def ingest_steps(
+    index: Attachment,
+    texts: Sequence[str] | None,
+    vectors: Any,
+    ids: Any,
+    metadata: Sequence[Metadata | None] | None,
+    batch_size: int,
+) -> Steps[NDArray[np.int64]]:
+    """Validate the whole batch, then write it in parts of `batch_size` rows; returns the ids written."""
+    if texts is None and vectors is None:
+        raise ValueError("ingest: give texts, vectors, or both")
+    text_list = inputs.as_texts(texts) if texts is not None else None
+    if vectors is None:
+        vectors = yield call("model", "embed", text_list)
+    batch = validate(index, text_list, vectors, ids, metadata)
+    if capabilities(index.store).check:  # what only the store knows it cannot hold
+        index.store.check(batch.texts, batch.metadata)  # type: ignore[attr-defined]
+    family = index.family or (yield call("index", "ready", batch.vectors.shape[1]))
+    written = []
+    for lo in range(0, len(batch), batch_size):
+        part = slice_rows(batch, lo, lo + batch_size)
+        if ids is None:
+            part.ids = yield from new_ids(len(part))
+        yield from locked(index.name, part.ids, replace_steps(index, part, family))
+        written.append(part.ids)
+    return np.concatenate(written)
+
+
+def replace_steps(index: Attachment, part: Rows, family: HashFamily) -> Steps[None]:
+    """Store first, then buckets: the old rows' buckets are found by re-hashing their stored vectors."""
+    old = yield call("store", "get", part.ids, payload=False)
+    yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
+    buckets = index.buckets
+    yield call(
+        "buckets",
+        "apply",
+        add=buckets.group(part.ids, family.codes(part.vectors)),
+        remove=buckets.group(old.ids, family.codes(old.vectors)) if len(old) else None,
+    )
+
+
+def delete_steps(index: Attachment, ids: Any) -> Steps[int]:
+    """Remove documents from the buckets, then the store; returns how many were stored."""
+    id_arr = inputs.as_ids(ids, id_bytes=index.id_bytes)
+    if index.family is None:
+        return 0
+    return (yield from locked(index.name, id_arr, remove_steps(index, id_arr, index.family)))
+
+
+def remove_steps(index: Attachment, ids: NDArray[np.int64], family: HashFamily) -> Steps[int]:
+    rows = yield call("store", "get", ids, payload=False)
+    if not len(rows):
+        return 0
+    yield call("buckets", "apply", remove=index.buckets.group(rows.ids, family.codes(rows.vectors)))
+    return int((yield call("store", "delete", rows.ids)))
+
+
+def new_ids(n: int) -> Steps[NDArray[np.int64]]:
+    """Ids from a counter in Redis, skipping any the store already holds."""
+    while True:
+        end = yield call("buckets", "next_ids", n)
+        ids = np.arange(end - n + 1, end + 1, dtype=np.int64)
+        if len((yield call("store", "get", ids, payload=False))) == 0:
+            return ids
+
+
+def validate(index: Attachment, texts: list[str] | None, vectors: Any, ids: Any, metadata: Any) -> Rows:
+    """The whole batch checked before the first write (inputs.py has the error contract)."""
+    vecs = inputs.as_vectors(vectors, dim=index.dim)
+    n = len(vecs)
+    if texts is not None:
+        inputs.check_length("texts", len(texts), n)
+    meta = inputs.as_metadata(metadata, n)
+    id_arr = inputs.as_ids(ids, id_bytes=index.id_bytes) if ids is not None else np.zeros(n, np.int64)
+    inputs.check_length("ids", len(id_arr), n)
+    return Rows(id_arr, vecs, list(texts) if texts is not None else None, meta)
+
+
+def slice_rows(rows: Rows, lo: int, hi: int) -> Rows:
+    return Rows(
+        rows.ids[lo:hi],
+        rows.vectors[lo:hi],
+        None if rows.texts is None else rows.texts[lo:hi],
+        None if rows.metadata is None else rows.metadata[lo:hi],
+    )
