@@ -20,6 +20,7 @@ from lshrs.hashing import HashFamily, family_for
 from lshrs.hyperplanes import Hyperplanes
 from lshrs.sketch import SketchCache
 from lshrs.stores.base import Rows, Store
+from lshrs.stores.pages import Pages
 
 log = logging.getLogger("lshrs")
 
@@ -124,6 +125,21 @@ class Attachment:
         self.buckets.clear()
         if meta is not None:
             self.buckets.create_meta(meta.kept_on_rebuild())
+
+    def warm(self, batch_size: int) -> int:
+        """Sketch every stored vector into the sketch cache (one scan, until it is full); how many were added."""
+        if self.family is None and not self.attach():
+            return 0  # no index yet; attaching is also what makes the cache
+        cache = self.sketches
+        if cache is None:
+            return 0  # sketch_cache=0
+        cache.sync(self.buckets.generation())
+        added = 0
+        for rows in Pages(self.store).scan(batch_size, payload=False):
+            added += self.learn_sketches(rows)
+            if len(cache) >= cache.capacity:
+                break
+        return added
 
     def learn_sketches(self, rows: Rows) -> int:
         """Keep the sketches of vectors a query has read (a step of the query, see search.py)."""

@@ -1,4 +1,4 @@
-"""verify() and repair(): the buckets against a fresh re-hash of the store.
+"""verify(), repair() and stats(): the buckets against a fresh re-hash of the store, and their sizes.
 
 The store is the truth (it is written first); the buckets should hold each
 stored id exactly once per table, in the bucket its stored vector hashes to.
@@ -16,7 +16,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lshrs import connection
 from lshrs.attachment import Attachment
+from lshrs.steps import Steps, call
 from lshrs.stores.pages import Pages
 
 SAMPLE = 10
@@ -49,6 +51,36 @@ def measure(index: Attachment, batch_size: int) -> Drift:
         found[first[counts > 1]],
         rows,
     )
+
+
+def repair_steps(index: Attachment, batch_size: int) -> Steps[dict[str, Any]]:
+    """repair() under the writer lease: measure, fix, and return the report from before."""
+    drift = yield call("audit", "measure", index, batch_size)
+    before = report(index, drift)
+    yield call("audit", "fix", index, drift)
+    return before
+
+
+def stats(index: Attachment) -> dict[str, Any]:
+    """Counts, parameters, bucket-size distribution and Redis memory; one SCAN of the index's keys."""
+    sizes = index.buckets.bucket_sizes()
+    pct = np.percentile(sizes, [50, 90, 99]).tolist() if len(sizes) else [0, 0, 0]
+    tables = index.family.num_tables if index.family is not None else 1
+    return {
+        "count": index.buckets.entry_count() // tables if index.family is not None else 0,
+        "store_count": index.store.count(),
+        **({} if index.definition is None else index.definition.params),
+        "buckets": int(len(sizes)),
+        "bucket_size": {
+            "mean": float(sizes.mean()) if len(sizes) else 0.0,
+            "p50": pct[0],
+            "p90": pct[1],
+            "p99": pct[2],
+            "max": int(sizes.max()) if len(sizes) else 0,
+        },
+        "bucket_payload_bytes": int(sizes.sum()) * index.id_bytes,
+        "redis_used_memory": connection.used_memory(index.buckets.client),
+    }
 
 
 def report(index: Attachment, drift: Drift) -> dict[str, Any]:

@@ -288,18 +288,7 @@ class LSHRS:
         Returns:
             How many sketches were added.
         """
-        if self.hasher is None and not self.attachment.attach():
-            return 0  # no index yet; attaching is also what makes the cache
-        cache = self.sketches
-        if cache is None:
-            return 0  # sketch_cache=0
-        cache.sync(self.buckets.generation())
-        added = 0
-        for rows in Pages(self.store).scan(self.batch_size, payload=False):
-            added += self.attachment.learn_sketches(rows)
-            if len(cache) >= cache.capacity:
-                break
-        return added
+        return self.attachment.warm(self.batch_size)
 
     def query(
         self,
@@ -433,32 +422,23 @@ class LSHRS:
         """Measure (tables, bits, probes, top_p) settings on a sample; report the fastest that meets the target.
 
         Each (tables, bits) pair of the grid is built as a scratch index on
-        this Redis under a temporary name, over a `MemoryStore` holding the
-        sample, and deleted afterwards: this index's buckets and store are
-        only read. `num_queries` rows of the sample are held out as queries,
-        and their exact cosine top-k in the whole store (or among the given
-        vectors) is the truth. See `lshrs.tune`.
+        this Redis over a `MemoryStore` of the sample and deleted afterwards;
+        this index's buckets and store are only read. `num_queries` rows of
+        the sample are held out, and their exact top-k in the whole store (or
+        among `vectors`) is the truth. See `lshrs.tune` for how, and why.
 
         Args:
-            vectors: (n, d) vectors to tune on; default a uniform random
-                sample of up to `sample_size` stored rows (one scan of the
-                store, and a second for the queries' neighbours when the
-                store holds more rows than the sample).
-            target_recall: recall@top_k to reach, in (0, 1].
-            grid: optional lists under ``num_tables``, ``num_bits``,
-                ``num_probes``; missing keys take the defaults of `lshrs.tune`.
-            apply: make the chosen setting this index's parameters (only if
-                one met the target). New tables or bits rebuild the buckets
-                from the store; other processes using the index must reopen it.
-            seed: seed of the sample and the held-out queries.
-            top_p: shares of the candidates to try reranking (ranked by
-                sketch) on the fastest settings that meet the target when
-                reranking them all; ``()`` tries none. top_p is a query
-                argument: applying a top_p row sets tables, bits and probes.
+            vectors: (n, d) vectors to tune on; default a uniform random sample
+                of up to `sample_size` stored rows.
+            grid: optional lists under ``num_tables``, ``num_bits``, ``num_probes``.
+            apply: make the chosen setting this index's (only if one met the
+                target); new tables or bits rebuild the buckets from the store.
+            top_p: shares of the candidates to try reranking, ranked by sketch;
+                ``()`` tries none. top_p stays a query argument.
 
         Returns:
-            A `TuneResult`: every measured row, the chosen one (None when no
-            setting met the target), and a text table (``str(result)``).
+            A `TuneResult`: every measured row, the chosen one (None when none
+            met the target), and a text table (``str(result)``).
         """
         return tuning.tune(
             self,
@@ -519,14 +499,8 @@ class LSHRS:
         """
         if self.hasher is None and not self.attachment.attach():
             return self.verify()
-        job = locks.locked(self.name, locks.every_stripe(), self._repair_steps())
+        job = locks.locked(self.name, locks.every_stripe(), audit.repair_steps(self.attachment, self.batch_size))
         return steps.run(job, {**self.step_targets(), "audit": audit})
-
-    def _repair_steps(self) -> Steps[dict[str, Any]]:
-        drift = yield call("audit", "measure", self.attachment, self.batch_size)
-        before = audit.report(self.attachment, drift)
-        yield call("audit", "fix", self.attachment, drift)
-        return before
 
     # -- introspection -----------------------------------------------------
 
@@ -540,25 +514,7 @@ class LSHRS:
 
         Reads every bucket's length, so it costs one SCAN of this index's keys.
         """
-        sizes = self.buckets.bucket_sizes()
-        pct = np.percentile(sizes, [50, 90, 99]).tolist() if len(sizes) else [0, 0, 0]
-        return {
-            "name": self.name,
-            "count": self.count(),
-            "store_count": self.store.count(),
-            **self.params,
-            "num_probes": self.num_probes,
-            "buckets": int(len(sizes)),
-            "bucket_size": {
-                "mean": float(sizes.mean()) if len(sizes) else 0.0,
-                "p50": pct[0],
-                "p90": pct[1],
-                "p99": pct[2],
-                "max": int(sizes.max()) if len(sizes) else 0,
-            },
-            "bucket_payload_bytes": int(sizes.sum()) * self.id_bytes,
-            "redis_used_memory": connection.used_memory(self.redis),
-        }
+        return {"name": self.name, **audit.stats(self.attachment), "num_probes": self.num_probes}
 
     def close(self) -> None:
         """Close the Redis client if this object created it."""

@@ -399,6 +399,7 @@ def apply_setting(lsh: LSHRS, row: TuneRow, dim: int) -> None:
         return
     check_rebuildable(lsh, dim)
     lsh.attachment.redefine(dim, row.num_tables, row.num_bits, row.num_probes)
+    lsh.num_probes = row.num_probes
     lsh.index()
 
 

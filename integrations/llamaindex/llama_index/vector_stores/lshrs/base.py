@@ -34,6 +34,7 @@ from llama_index.vector_stores.lshrs.filters import Filter, to_filter
 from lshrs import LSHRS, Hit, Rows
 from lshrs.filters import as_predicate, matching
 from lshrs.inputs import check_top
+from lshrs.ranking import exact_top_k
 from lshrs.string_ids import ID_BYTES, check_stored, keys_for, split_metadata, with_id
 
 # Keyword arguments of query() passed through to LSHRS.query (VectorStoreIndex's vector_store_kwargs).
@@ -261,10 +262,11 @@ def _ranked(rows: Rows, vector: NDArray[np.float32], top_k: int) -> list[Hit]:
     """Exact cosine ranking of the given rows (a query restricted to node_ids)."""
     if len(rows) == 0:
         return []
-    scores = _cosine(rows.vectors, vector)
-    best = np.argsort(-scores, kind="stable")[:top_k].tolist()
+    best = exact_top_k(vector[None, :], rows.ids, rows.vectors, top_k)
+    at = {key: i for i, key in enumerate(rows.ids.tolist())}
     texts, metas = rows.texts or [None] * len(rows), rows.metadata or [None] * len(rows)
-    return [Hit(int(rows.ids[i]), float(scores[i]), texts[i], metas[i]) for i in best]
+    scored = zip(best.ids.tolist(), best.value.tolist())
+    return [Hit(key, score, texts[at[key]], metas[at[key]]) for key, score in scored]
 
 
 def _result(hits: list[Hit]) -> VectorStoreQueryResult:
@@ -311,8 +313,3 @@ def _query_options(kwargs: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise TypeError(f"query: unexpected keyword arguments {unknown}; supported: {list(_QUERY_OPTIONS)}")
     return dict(kwargs)
-
-
-def _cosine(vectors: NDArray[np.float32], vector: NDArray[np.float32]) -> NDArray[np.float64]:
-    norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(vector)
-    return (vectors.astype(np.float64) @ vector.astype(np.float64)) / norms
