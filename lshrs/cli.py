@@ -14,13 +14,10 @@ and exit with a code a script can test:
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 import json
 import sqlite3
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +25,8 @@ import click
 import numpy as np
 import redis
 
-from lshrs import embedded
 from lshrs import tune as tuning
+from lshrs.cli_options import Target, int_list, share_list, target_options
 from lshrs.index import LSHRS, Hit
 
 EPILOG = """\b
@@ -54,64 +51,6 @@ DEMO_QUESTIONS = (
     "Who developed the theory of relativity?",
     "an African mammal that digs burrows and eats termites",
 )
-
-
-@dataclass(frozen=True)
-class Target:
-    """Where an index lives, as given on the command line or in the environment."""
-
-    name: str
-    redis_url: str | None
-    postgres_dsn: str | None
-    sqlite: Path | None
-    data_dir: Path
-
-    def open(self, **params: Any) -> LSHRS:
-        """The index, with the store the options chose (SQLite under data_dir by default)."""
-        if self.postgres_dsn and self.sqlite:
-            raise click.UsageError("give --postgres-dsn or --sqlite, not both")
-        store: Any = None
-        if self.postgres_dsn:
-            from lshrs.stores.postgres import PostgresStore
-
-            store = PostgresStore(self.postgres_dsn, table=self.name)
-        elif self.sqlite:
-            from lshrs.stores.sqlite import SQLiteStore
-
-            store = SQLiteStore(self.sqlite, table=self.name)
-        return LSHRS(name=self.name, redis_url=self.redis_url, store=store, data_dir=self.data_dir, **params)
-
-
-def target_options(default_name: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The options every command takes to find its index, gathered into one `Target` argument."""
-
-    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
-        options = [
-            click.option("--name", envvar="LSHRS_NAME", default=default_name, show_default=True,
-                         help="Index name (its Redis key prefix and table name). [env: LSHRS_NAME]"),
-            click.option("--redis-url", envvar=["LSHRS_REDIS_URL", "REDIS_URL"],
-                         help="Redis URL, e.g. redis://host:6379/0; default: the embedded local server. "
-                              "[env: LSHRS_REDIS_URL, REDIS_URL]"),
-            click.option("--postgres-dsn", envvar="LSHRS_POSTGRES_DSN",
-                         help="Keep documents in this Postgres database. [env: LSHRS_POSTGRES_DSN]"),
-            click.option("--sqlite", type=click.Path(dir_okay=False, path_type=Path), envvar="LSHRS_SQLITE",
-                         help="Keep documents in this SQLite file (default: DATA_DIR/lshrs.sqlite3). "
-                              "[env: LSHRS_SQLITE]"),
-            click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="LSHRS_DATA_DIR",
-                         default=embedded.DEFAULT_DATA_DIR, show_default=True,
-                         help="Directory of the embedded Redis and SQLite data. [env: LSHRS_DATA_DIR]"),
-        ]  # fmt: skip
-
-        def wrapped(name: str, redis_url: str | None, postgres_dsn: str | None, sqlite: Path | None,
-                    data_dir: Path, **kwargs: Any) -> Any:  # fmt: skip
-            return command(Target(name, redis_url, postgres_dsn, sqlite, data_dir), **kwargs)
-
-        functools.update_wrapper(wrapped, command)  # keeps the options declared below this decorator
-        for option in reversed(options):
-            wrapped = option(wrapped)
-        return wrapped
-
-    return decorate
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EPILOG)
@@ -282,34 +221,6 @@ def verify(target: Target, fix: bool) -> None:
 # -- tune -------------------------------------------------------------------------
 
 
-def _int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
-    """A comma-separated list of positive integers ("8,12,16")."""
-    if value is None:
-        return None
-    try:
-        items = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        items = []
-    if not items or min(items) < 1:
-        raise click.BadParameter(f"expected comma-separated positive integers, got {value!r}")
-    return items
-
-
-def _share_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
-    """A comma-separated list of shares in (0, 1] ("0.1,0.05"), or "none"."""
-    if value is None:
-        return None
-    if value.strip().lower() == "none":
-        return ()
-    try:
-        items = tuple(float(v) for v in value.split(",") if v.strip())
-    except ValueError:
-        items = ()
-    if not items or not all(0.0 < v <= 1.0 for v in items):
-        raise click.BadParameter(f"expected comma-separated shares in (0, 1] or 'none', got {value!r}")
-    return items
-
-
 @cli.command("tune")
 @target_options()
 @click.option(
@@ -344,25 +255,25 @@ def _share_list(ctx: click.Context, param: click.Parameter, value: str | None) -
     help="Rows of the sample held out as queries.",
 )
 @click.option(
-    "--tables", metavar="N,N,...", callback=_int_list, help="num_tables values to try, e.g. 8,12,16 (the default)."
+    "--tables", metavar="N,N,...", callback=int_list, help="num_tables values to try, e.g. 8,12,16 (the default)."
 )
 @click.option(
     "--bits",
     metavar="N,N,...",
-    callback=_int_list,
+    callback=int_list,
     help="num_bits values to try (default: three around log2(rows) - 4).",
 )
 @click.option(
     "--probes",
     metavar="N,N,...",
-    callback=_int_list,
+    callback=int_list,
     help=f"num_probes values to try (default {','.join(map(str, tuning.DEFAULT_PROBES))}).",
 )
 @click.option(
     "--top-p",
     "top_p",
     metavar="P,P,...",
-    callback=_share_list,
+    callback=share_list,
     help=f"top_p shares to try on the fastest passing settings (default {','.join(map(str, tuning.DEFAULT_TOP_P))}; "
     "'none' tries none).",
 )

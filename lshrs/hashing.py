@@ -4,7 +4,8 @@ An index is created with one family, named in its definition and rebuilt
 from the definition's fields by every process that attaches. The verbs,
 the bucket layout and the audit see only this interface, so a new family
 (drawn from the data, say) plugs in by implementing it and registering its
-kind here; nothing else needs to know which family an index uses.
+kind here; nothing else needs to know which family an index uses. A family
+is numpy only: it never reads Redis or the store itself.
 """
 
 from __future__ import annotations

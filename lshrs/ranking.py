@@ -1,7 +1,7 @@
 """Candidate counting, top-p slicing and exact cosine rerank, for whole query batches.
 
 Pure numpy over flat (query, id) pairs: each function sorts once instead of
-looping over queries in Python.
+looping over queries in Python. No I/O: the verbs hand it what they read.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ Written once as generators of `steps.Step` (see steps.py), so `LSHRS.query`
 and `LSHRS.aquery` share every line of it. Step targets: ``buckets``
 (Redis), ``store`` (vectors and payloads), ``pages`` (exact scans),
 ``model`` (embedding) and ``index`` (the `Attachment`: attach, sketches).
+It only reads: writes belong to writes.py and build.py.
 """
 
 from __future__ import annotations

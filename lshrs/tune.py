@@ -2,7 +2,9 @@
 
 How it measures, and why:
 
-- The sample and its true neighbours: see tune_sample.py.
+- The sample and its true neighbours: see tune_sample.py; the rows and the
+  pick: tune_report.py. The user's index changes only through `apply`
+  (a redefinition by the `Attachment`, then `index()`).
 - Each (tables, bits) pair is built as a scratch index on the same Redis,
   under a temporary name (`SCRATCH_PREFIX`), over a `MemoryStore` holding the
   sample; it is deleted afterwards, also on errors and Ctrl-C. The user's

@@ -1,4 +1,10 @@
-"""The Redis side of an index: the only module that knows key names and commands.
+"""The Redis side of an index: the only package that knows key names and commands.
+
+It stores and reads what it is given (meta fields, bucket entries, lock
+stripes, job checkpoints) and never decides what they mean: the definition
+spells the meta fields, the hash family picks the buckets, the verbs decide
+when to write. Its parts: scripts.py (the Lua), packing.py (how writes are
+grouped into script arguments), and the `Buckets` class here.
 
 Layout, everything under ``lshrs:{name}:`` so indexes share a Redis safely:
 

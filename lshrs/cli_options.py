@@ -1,0 +1,104 @@
+"""The command line's shared options: where an index lives (`Target`), and list-valued options.
+
+Every command reaches its index the same way; this module turns those
+options into an open `LSHRS`. It knows nothing of what the commands do.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from lshrs import embedded
+from lshrs.index import LSHRS
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an index lives, as given on the command line or in the environment."""
+
+    name: str
+    redis_url: str | None
+    postgres_dsn: str | None
+    sqlite: Path | None
+    data_dir: Path
+
+    def open(self, **params: Any) -> LSHRS:
+        """The index, with the store the options chose (SQLite under data_dir by default)."""
+        if self.postgres_dsn and self.sqlite:
+            raise click.UsageError("give --postgres-dsn or --sqlite, not both")
+        store: Any = None
+        if self.postgres_dsn:
+            from lshrs.stores.postgres import PostgresStore
+
+            store = PostgresStore(self.postgres_dsn, table=self.name)
+        elif self.sqlite:
+            from lshrs.stores.sqlite import SQLiteStore
+
+            store = SQLiteStore(self.sqlite, table=self.name)
+        return LSHRS(name=self.name, redis_url=self.redis_url, store=store, data_dir=self.data_dir, **params)
+
+
+def target_options(default_name: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The options every command takes to find its index, gathered into one `Target` argument."""
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        options = [
+            click.option("--name", envvar="LSHRS_NAME", default=default_name, show_default=True,
+                         help="Index name (its Redis key prefix and table name). [env: LSHRS_NAME]"),
+            click.option("--redis-url", envvar=["LSHRS_REDIS_URL", "REDIS_URL"],
+                         help="Redis URL, e.g. redis://host:6379/0; default: the embedded local server. "
+                              "[env: LSHRS_REDIS_URL, REDIS_URL]"),
+            click.option("--postgres-dsn", envvar="LSHRS_POSTGRES_DSN",
+                         help="Keep documents in this Postgres database. [env: LSHRS_POSTGRES_DSN]"),
+            click.option("--sqlite", type=click.Path(dir_okay=False, path_type=Path), envvar="LSHRS_SQLITE",
+                         help="Keep documents in this SQLite file (default: DATA_DIR/lshrs.sqlite3). "
+                              "[env: LSHRS_SQLITE]"),
+            click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="LSHRS_DATA_DIR",
+                         default=embedded.DEFAULT_DATA_DIR, show_default=True,
+                         help="Directory of the embedded Redis and SQLite data. [env: LSHRS_DATA_DIR]"),
+        ]  # fmt: skip
+
+        def wrapped(name: str, redis_url: str | None, postgres_dsn: str | None, sqlite: Path | None,
+                    data_dir: Path, **kwargs: Any) -> Any:  # fmt: skip
+            return command(Target(name, redis_url, postgres_dsn, sqlite, data_dir), **kwargs)
+
+        functools.update_wrapper(wrapped, command)  # keeps the options declared below this decorator
+        for option in reversed(options):
+            wrapped = option(wrapped)
+        return wrapped
+
+    return decorate
+
+
+def int_list(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
+    """A comma-separated list of positive integers ("8,12,16")."""
+    if value is None:
+        return None
+    try:
+        items = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        items = []
+    if not items or min(items) < 1:
+        raise click.BadParameter(f"expected comma-separated positive integers, got {value!r}")
+    return items
+
+
+def share_list(ctx: click.Context, param: click.Parameter, value: str | None) -> tuple[float, ...] | None:
+    """A comma-separated list of shares in (0, 1] ("0.1,0.05"), or "none"."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return ()
+    try:
+        items = tuple(float(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        items = ()
+    if not items or not all(0.0 < v <= 1.0 for v in items):
+        raise click.BadParameter(f"expected comma-separated shares in (0, 1] or 'none', got {value!r}")
+    return items
