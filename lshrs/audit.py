@@ -78,7 +78,7 @@ def stats(index: Attachment) -> dict[str, Any]:
             "p99": pct[2],
             "max": int(sizes.max()) if len(sizes) else 0,
         },
-        "bucket_payload_bytes": int(sizes.sum()) * index.id_bytes,
+        "bucket_payload_bytes": int(sizes.sum()) * index.buckets.layout.entry_bytes,
         "redis_used_memory": connection.used_memory(index.buckets.client),
     }
 

@@ -179,7 +179,7 @@ def candidates(index: Attachment, vecs: NDArray[np.float32], probes: int) -> Ste
     unique_buckets, slot_key = np.unique(slot_bucket, return_inverse=True)
     mask = (1 << hasher.num_bits) - 1
     fetched = yield call("buckets", "fetch", unique_buckets >> hasher.num_bits, unique_buckets & mask)
-    members, sizes, entries, generation = fetched
+    members, sizes, entries, generation, _ = fetched
     slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
     queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
     return ranking.count_collisions(queries, ids), entries // hasher.num_tables, generation

@@ -64,7 +64,8 @@ def store_prefix(name: str) -> bytes:
 
 # What a bucket read returns: member ids of every bucket concatenated, each
 # bucket's member count, the index's entry count and its generation.
-Fetched = tuple[NDArray[np.int64], NDArray[np.int64], int, bytes]
+# (ids, sizes, entries, generation, ranking codes: (n, code_bytes) or None)
+Fetched = tuple[NDArray[np.int64], NDArray[np.int64], int, bytes, NDArray[np.uint8] | None]
 
 
 def _unpack_many(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int, bytes]:
@@ -259,15 +260,17 @@ class Buckets:
 
     def _apply_calls(self, add: BucketWrites | None, remove: BucketWrites | None) -> tuple[list[Call], int]:
         calls: list[Call] = []
-        for keys, args in packing.script_groups(self.layout, self.prefix, remove) if remove is not None else []:
-            calls.append(("remove", keys, [self.layout.id_bytes, *args]))
+        if remove is not None:
+            widths = [self.layout.id_bytes, self.layout.entry_bytes]
+            for keys, args in packing.script_groups(self.layout, self.prefix, remove, with_codes=False):
+                calls.append(("remove", keys, [*widths, *args]))
         n_remove = len(calls)
         if n_remove:  # tells every process's sketch cache that a vector may have changed (sketch.py)
             calls.append(("hincrby", [self.meta_key], [GENERATION, 1]))
         if add is not None and (self._cluster or self.layout.group_bits > 8):  # packed fields are one byte
             calls += [
                 ("append", keys, [self.layout.small_max, *args])
-                for keys, args in packing.script_groups(self.layout, self.prefix, add)
+                for keys, args in packing.script_groups(self.layout, self.prefix, add, with_codes=True)
             ]
         elif add is not None:
             calls += [("append_packed", [], argv) for argv in packing.packed_appends(self.layout, self.prefix, add)]
@@ -325,8 +328,14 @@ class Buckets:
 
     def _unpack(self, packed: tuple[bytes, NDArray[np.int64], int, bytes]) -> Fetched:
         blob, sizes, entries, generation = packed
-        ids = np.frombuffer(blob, dtype=self.layout.dtype).astype(np.int64)
-        return ids, sizes // self.layout.id_bytes, entries, generation
+        found = np.frombuffer(blob, dtype=self.layout.entry_dtype)
+        if not self.layout.code_bytes:
+            return found.astype(np.int64), sizes // self.layout.id_bytes, entries, generation, None
+        return found["id"].astype(np.int64), sizes // self.layout.entry_bytes, entries, generation, found["code"]
+
+    def _ids_of(self, blob: bytes) -> NDArray[np.int64]:
+        found = np.frombuffer(blob, dtype=self.layout.entry_dtype)
+        return (found["id"] if self.layout.code_bytes else found).astype(np.int64)
 
     # -- housekeeping -----------------------------------------------------
 
@@ -342,7 +351,7 @@ class Buckets:
             else:
                 values = {int(f): v for f, v in self.client.hgetall(key).items()}
             for f, blob in values.items():
-                yield table, group << bits | f, np.frombuffer(blob, dtype=self.layout.dtype).astype(np.int64)
+                yield table, group << bits | f, self._ids_of(blob)
 
     def clear(self) -> int:
         """Unlink every key of this index; returns how many were removed."""
@@ -411,7 +420,7 @@ class Buckets:
                 sizes += self._lengths(batch)
                 batch = []
         sizes += self._lengths(batch)
-        return np.array(sizes, dtype=np.int64) // self.layout.id_bytes
+        return np.array(sizes, dtype=np.int64) // self.layout.entry_bytes
 
     def _lengths(self, keys: list[bytes]) -> list[int]:
         if not keys:

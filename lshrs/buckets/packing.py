@@ -25,6 +25,8 @@ class BucketWrites:
     tables: NDArray[np.int64]
     codes: NDArray[np.int64]
     ids: NDArray[np.int64]
+    # (n, code_bytes) ranking codes stored beside each id, for families that rank by them; None otherwise
+    rank_codes: NDArray[np.uint8] | None = None
 
     @property
     def entries(self) -> int:
@@ -40,10 +42,23 @@ class Layout:
     group_bits: int = DEFAULT_GROUP_BITS
     small_max: int = DEFAULT_SMALL_MAX
 
+    code_bytes: int = 0  # ranking code stored after each id (0: ids only)
+
     @property
     def dtype(self) -> np.dtype:
         """How an id is packed in a bucket: little-endian, `id_bytes` wide."""
         return np.dtype(f"<i{self.id_bytes}")
+
+    @property
+    def entry_bytes(self) -> int:
+        return self.id_bytes + self.code_bytes
+
+    @property
+    def entry_dtype(self) -> np.dtype:
+        """One bucket entry: the id, then its ranking code when the index keeps codes."""
+        if not self.code_bytes:
+            return self.dtype
+        return np.dtype([("id", self.dtype), ("code", np.uint8, (self.code_bytes,))])
 
 
 def server_layout(client: Any) -> tuple[int, int]:
@@ -75,7 +90,9 @@ def hash_key_of(prefix: bytes, table: int, group: int) -> bytes:
     return b"%sb:{%d.%d}" % (prefix, table, group)
 
 
-def group(ids: NDArray[np.int64], codes: NDArray[np.int64]) -> BucketWrites:
+def group(
+    ids: NDArray[np.int64], codes: NDArray[np.int64], rank_codes: NDArray[np.uint8] | None = None
+) -> BucketWrites:
     """Group (id, table) entries by bucket, and buckets by key group.
 
     Args:
@@ -83,11 +100,17 @@ def group(ids: NDArray[np.int64], codes: NDArray[np.int64]) -> BucketWrites:
         codes: shape (n, tables), from the hasher.
     """
     n, tables = codes.shape
-    return group_entries(np.tile(np.arange(tables, dtype=np.int64), n), codes.reshape(-1), np.repeat(ids, tables))
+    marks = None if rank_codes is None else np.repeat(rank_codes, tables, axis=0)
+    return group_entries(
+        np.tile(np.arange(tables, dtype=np.int64), n), codes.reshape(-1), np.repeat(ids, tables), marks
+    )
 
 
 def group_entries(
-    table_idx: NDArray[np.int64], flat_codes: NDArray[np.int64], entry_ids: NDArray[np.int64]
+    table_idx: NDArray[np.int64],
+    flat_codes: NDArray[np.int64],
+    entry_ids: NDArray[np.int64],
+    rank_codes: NDArray[np.uint8] | None = None,
 ) -> BucketWrites:
     """`group` for arbitrary (table, code, id) entries, e.g. the differences `repair()` fixes."""
     if len(entry_ids) < 2 or bool(np.all(entry_ids[1:] >= entry_ids[:-1])):
@@ -95,25 +118,40 @@ def group_entries(
         order = np.argsort(table_idx << 32 | flat_codes, kind="stable")
     else:
         order = np.lexsort((entry_ids, flat_codes, table_idx))
-    return BucketWrites(table_idx[order], flat_codes[order], entry_ids[order])
+    marks = None if rank_codes is None else rank_codes[order]
+    return BucketWrites(table_idx[order], flat_codes[order], entry_ids[order], marks)
 
 
-def _bucket_runs(layout: Layout, writes: BucketWrites) -> tuple[NDArray[Any], ...]:
+def packed_entries(layout: Layout, writes: BucketWrites, *, with_codes: bool) -> tuple[bytes, int]:
+    """The entries as bytes and the width of one: id and ranking code (appends), or the id alone (removals)."""
+    if not (with_codes and layout.code_bytes):
+        return writes.ids.astype(layout.dtype).tobytes(), layout.id_bytes
+    if writes.rank_codes is None or writes.rank_codes.shape[1:] != (layout.code_bytes,):
+        raise ValueError(f"bucket entries: this index stores {layout.code_bytes}-byte ranking codes with its ids")
+    entries = np.empty(len(writes.ids), dtype=layout.entry_dtype)
+    entries["id"] = writes.ids
+    entries["code"] = writes.rank_codes
+    return entries.tobytes(), layout.entry_bytes
+
+
+def _bucket_runs(layout: Layout, writes: BucketWrites, width: int) -> tuple[NDArray[Any], ...]:
     """Per distinct bucket: table, group, field, the byte range of its ids in the packed ids, and
     whether it opens a new bucket group (a hash key)."""
     t, c = writes.tables, writes.codes
     starts = np.flatnonzero(np.r_[True, (t[1:] != t[:-1]) | (c[1:] != c[:-1])])
-    bounds = np.r_[starts, len(t)] * layout.id_bytes
+    bounds = np.r_[starts, len(t)] * width
     tables = t[starts]
     grp, field = split_codes(layout, c[starts])
     new_group = np.r_[True, (tables[1:] != tables[:-1]) | (grp[1:] != grp[:-1])]
     return tables, grp, field, bounds[:-1], bounds[1:], new_group
 
 
-def script_groups(layout: Layout, prefix: bytes, writes: BucketWrites) -> list[tuple[list[bytes], list[bytes]]]:
+def script_groups(
+    layout: Layout, prefix: bytes, writes: BucketWrites, *, with_codes: bool
+) -> list[tuple[list[bytes], list[bytes]]]:
     """Per bucket group: the keys and (field, ids) arguments of the per-bucket scripts (removes, clusters)."""
-    packed = writes.ids.astype(layout.dtype).tobytes()
-    tables, grp, field, lo, hi, new_group = _bucket_runs(layout, writes)
+    packed, width = packed_entries(layout, writes, with_codes=with_codes)
+    tables, grp, field, lo, hi, new_group = _bucket_runs(layout, writes, width)
     groups: list[tuple[list[bytes], list[bytes]]] = []
     keys: list[bytes] = []
     args: list[bytes] = []
@@ -135,8 +173,8 @@ def packed_appends(layout: Layout, prefix: bytes, writes: BucketWrites) -> list[
     Python command packing of about a million arguments was half of a
     122k-vector build (benchmarks/results/compare.md).
     """
-    packed = writes.ids.astype(layout.dtype).tobytes()
-    tables, grp, field, lo, hi, new_group = _bucket_runs(layout, writes)
+    packed, width = packed_entries(layout, writes, with_codes=True)
+    tables, grp, field, lo, hi, new_group = _bucket_runs(layout, writes, width)
     group_starts = np.flatnonzero(new_group)
     group_sizes = np.diff(np.r_[group_starts, len(tables)])
     lengths = (hi - lo).astype("<u4")

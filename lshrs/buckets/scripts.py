@@ -86,14 +86,15 @@ end
 return 0
 """
 
-# One group, same KEYS and ARGV as _APPEND with ARGV[1] = id width in bytes:
-# drops every occurrence of the given ids (compared at aligned offsets) and
-# deletes buckets left empty. Returns how many entries were removed.
+# One group: KEYS as _APPEND, ARGV = [id width, entry width, field1, ids1, ...]
+# (an entry is an id, then its ranking code where the index keeps codes).
+# Drops every entry whose id is one of the given ids (compared at aligned
+# offsets) and deletes buckets left empty. Returns how many entries were removed.
 _REMOVE = """
-local width = tonumber(ARGV[1])
+local width, stride = tonumber(ARGV[1]), tonumber(ARGV[2])
 local removed = 0
 for i = 2, #KEYS do
-  local field, ids = ARGV[2 * i - 2], ARGV[2 * i - 1]
+  local field, ids = ARGV[2 * i - 1], ARGV[2 * i]
   local large = true
   local blob = redis.call('GET', KEYS[i])
   if not blob then
@@ -104,9 +105,12 @@ for i = 2, #KEYS do
     local drop = {}
     for j = 1, #ids, width do drop[string.sub(ids, j, j + width - 1)] = true end
     local keep, before = {}, removed
-    for j = 1, #blob, width do
-      local chunk = string.sub(blob, j, j + width - 1)
-      if drop[chunk] then removed = removed + 1 else keep[#keep + 1] = chunk end
+    for j = 1, #blob, stride do
+      if drop[string.sub(blob, j, j + width - 1)] then
+        removed = removed + 1
+      else
+        keep[#keep + 1] = string.sub(blob, j, j + stride - 1)
+      end
     end
     if removed > before then
       local rest = table.concat(keep)

@@ -1,0 +1,329 @@
+"""Centroid buckets: the data-drawn hash family, and the ranking codes stored in its bucket entries.
+
+This module owns the numpy core of an inverted file. `train` draws spherical
+k-means centroids from a sample of the store; `Centroids` puts each vector in
+its nearest centroid's bucket and gives a query its `num_probes` nearest
+centroids; `rank_codes` makes the sign code stored next to each id, and
+`asymmetric_scores` / `hamming_pairs` rank the candidates of one bucket read so
+that only the best few hundred are fetched and reranked exactly. Random
+hyperplanes cut across the data's clusters, so a query's neighbours scatter
+over many buckets; centroids cut along them, so a few buckets hold most of them.
+
+Decisions, measured by benchmarks/centroids.py (numbers in its docstring) on
+4,441 all-MiniLM-L6-v2 passages of gensim's Wikipedia slice (nlist 128;
+recall@10 after keeping the best `depth` candidates by code and reranking
+them exactly) and on synthetic clusters:
+
+- Init: random distinct rows. k-means++ reached the same mean cosine
+  (0.718-0.720 both) and recall within seed noise, and its k sequential
+  passes over the sample are what a 4,096-centroid build cannot afford.
+- Ranking: the asymmetric score (query floats x candidate signs). Neighbours
+  from other articles, nprobe 16, depth 25/50: 0.863/0.920 against Hamming's
+  0.749/0.853; Hamming needs about twice the depth. It costs 1.7 ms per
+  20,000 candidates (Hamming 0.6 ms), one thread.
+- No rotation: within +-0.01 of the unrotated code at 384 bits on every set,
+  and it would put dim*dim floats in the definition. It does gain 0.01-0.03
+  with codes cut to 96-192 bits; revisit if codes are ever shortened.
+- No spill (num_tables = 1): a SOAR second bucket gained 0.005-0.011 recall
+  at equal entries read on two of three real query sets and lost 0.003 on
+  the third, for twice the Redis bytes per vector (104 B with 4-byte ids and
+  48-byte codes: over the 108 B budget once centroids count).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+# Fewest training rows per centroid a build should use. In benchmarks/centroids.py,
+# going from 16 to 32 rows changed the share of true neighbours in 4 probed lists by
+# +0.00 to +0.03 on real passages, 32 to 66 by -0.01 to +0.02 more. 32 keeps a 4,096-centroid
+# sample at 131k rows: about 5 s per Lloyd iteration on one core (384-d).
+MIN_ROWS_PER_CENTROID = 32
+MAX_NLIST = 1 << 16
+ITERATIONS = 20
+_SETTLED = 1e-3
+# Rows per block of scores: a (block, nlist) score matrix stays near 64 MiB (float64).
+_SCORE_CELLS = 1 << 23
+# Candidates per block of asymmetric scoring: 2,048 x 48-byte codes keep the gathers
+# in cache, 3x faster than one pass over all candidates.
+_CODE_BLOCK = 2048
+
+
+def default_nlist(n_vectors: int) -> int:
+    """About 4*sqrt(n) centroids, a power of two, with MIN_ROWS_PER_CENTROID rows each.
+
+    A query pays nlist centroid scores plus nprobe*n/nlist candidate codes;
+    balancing the two puts nlist near sqrt(n) times a constant, and then
+    candidates (and query time) grow like sqrt(n) rather than n. The power of
+    two keeps num_bits tight; the clamp keeps each centroid trainable.
+    """
+    if n_vectors < MIN_ROWS_PER_CENTROID:
+        return 1
+    target = 2 ** round(math.log2(4 * math.sqrt(n_vectors)))
+    most = 2 ** int(math.log2(n_vectors // MIN_ROWS_PER_CENTROID))
+    return int(max(1, min(target, most, MAX_NLIST)))
+
+
+def train(sample: NDArray[np.float32], nlist: int, *, seed: int, iterations: int = ITERATIONS) -> NDArray[np.float32]:
+    """Unit centroids (nlist, dim) maximising the summed cosine of each sample row to its nearest one.
+
+    Deterministic for a seed: the random draws come from `seed` alone and the
+    arithmetic is in a fixed order. Lloyd's iterations stop early once at most
+    one row in a thousand changes its centroid: later iterations moved the mean
+    cosine by under 0.0005 in benchmarks/centroids.py's sets.
+    """
+    x = _unit_rows(sample, "sample")
+    nlist = _positive_int(nlist, "nlist")
+    _positive_int(iterations, "iterations")
+    if len(x) < nlist:
+        raise ValueError(f"sample: expected at least nlist={nlist} rows, got {len(x)}")
+    rng = np.random.default_rng(seed)
+    centroids = x[np.sort(rng.choice(len(x), nlist, replace=False))]
+    labels = np.full(len(x), -1, dtype=np.int64)
+    for _ in range(iterations):
+        new_labels, best, sums = _lloyd_pass(x, centroids)
+        empty = np.flatnonzero(np.linalg.norm(sums, axis=1) == 0)
+        # reseed on the worst-served rows: where a new centroid gains most, with no random draw
+        sums[empty] = x[np.argsort(best, kind="stable")[: len(empty)]]
+        centroids = (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
+        moved = np.count_nonzero(new_labels != labels)
+        labels = new_labels
+        if moved <= _SETTLED * len(x) and not len(empty):
+            break
+    return centroids
+
+
+def _lloyd_pass(
+    x: NDArray[np.float32], centroids: NDArray[np.float32]
+) -> tuple[NDArray[np.int64], NDArray[np.float32], NDArray[np.float64]]:
+    """Each row's nearest centroid and cosine, and the member sums, in blocks so a 1M-row sample fits."""
+    labels = np.empty(len(x), dtype=np.int64)
+    best = np.empty(len(x), dtype=np.float32)
+    sums = np.zeros(centroids.shape, dtype=np.float64)
+    step = min(1 << 16, max(1, _SCORE_CELLS // len(centroids)))
+    for start in range(0, len(x), step):
+        block = x[start : start + step]
+        scores = block @ centroids.T
+        near = np.argmax(scores, axis=1)
+        labels[start : start + step] = near
+        best[start : start + step] = np.take_along_axis(scores, near[:, None], axis=1)[:, 0]
+        order = np.argsort(near, kind="stable")
+        firsts = np.flatnonzero(np.diff(near[order], prepend=-1))
+        sums[near[order][firsts]] += np.add.reduceat(block[order], firsts, axis=0)
+    return labels, best, sums
+
+
+@dataclass(frozen=True)
+class Centroids:
+    """Buckets drawn from the data: a vector lives in its nearest centroid's bucket."""
+
+    kind: ClassVar[str] = "centroids"
+    centroids: NDArray[np.float32]
+    mean: NDArray[np.float32]
+    num_tables: int = field(init=False)
+    num_bits: int = field(init=False)
+    _centroids64: NDArray[np.float64] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "num_tables", 1)
+        object.__setattr__(self, "num_bits", max(1, math.ceil(math.log2(len(self.centroids)))))
+        object.__setattr__(self, "_centroids64", self.centroids.astype(np.float64))
+
+    @property
+    def dim(self) -> int:
+        return int(self.centroids.shape[1])
+
+    @property
+    def nlist(self) -> int:
+        return int(self.centroids.shape[0])
+
+    @property
+    def code_bytes(self) -> int:
+        """Bytes of the ranking code each bucket entry carries: one sign bit per dimension."""
+        return (self.dim + 7) // 8
+
+    def rank_codes(self, vectors: NDArray[np.float32]) -> NDArray[np.uint8]:
+        """The ranking code stored beside each vector's id, shape (n, code_bytes)."""
+        return rank_codes(vectors, self.mean)
+
+    def code_scores(
+        self, queries: NDArray[np.float32], query_index: NDArray[np.int64], codes: NDArray[np.uint8]
+    ) -> NDArray[np.float32]:
+        """How close each candidate's code is to its query's vector (higher is closer), shape (m,)."""
+        return asymmetric_scores(centre(queries, self.mean), query_index, codes)
+
+    @classmethod
+    def from_definition(cls, definition: Any) -> Centroids:
+        """Rebuild from an index definition (`lshrs.definition.Definition`) read back from Redis."""
+        return cls.from_fields(definition.family_fields, definition.dim)
+
+    @classmethod
+    def fit(cls, sample: NDArray[np.float32], nlist: int, *, seed: int) -> Centroids:
+        """Train on `sample`; its mean unit row centres the ranking codes."""
+        centroids = train(sample, nlist, seed=seed)
+        return cls(centroids, _unit_rows(sample, "sample").mean(axis=0, dtype=np.float64).astype(np.float32))
+
+    def scores(self, vectors: NDArray[np.float32]) -> NDArray[np.float64]:
+        """Cosine (times the vector's norm) to every centroid, shape (n, nlist).
+
+        float64 from the float32 input, so a stored vector gets the same
+        bucket whatever batch it is re-hashed in when it is removed.
+        """
+        x = np.asarray(vectors)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"vectors: expected shape (n, {self.dim}), got {x.shape}")
+        return x.astype(np.float64) @ self._centroids64.T
+
+    def codes(self, vectors: NDArray[np.float32]) -> NDArray[np.int64]:
+        """Bucket of each vector, shape (n, 1): its nearest centroid, ties to the lowest index.
+
+        In blocks of rows, so an ingest batch never holds its whole (n, nlist) score matrix.
+        """
+        step = max(1, _SCORE_CELLS // self.nlist)
+        blocks = [np.argmax(self.scores(vectors[i : i + step]), axis=1) for i in range(0, len(vectors), step)]
+        return np.concatenate(blocks or [np.empty(0, np.int64)]).astype(np.int64)[:, None]
+
+    def probes(self, vectors: NDArray[np.float32], num_probes: int) -> NDArray[np.int64]:
+        """The `num_probes` nearest centroids of each query, best first, shape (n, 1, probes)."""
+        scores = self.scores(vectors)
+        p = max(1, min(int(num_probes), self.nlist))
+        if p < self.nlist:
+            top = np.argpartition(-scores, p - 1, axis=1)[:, :p]
+        else:
+            top = np.broadcast_to(np.arange(p), scores.shape)
+        top = np.sort(top, axis=1)  # equal scores keep index order, as argmax does
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        return np.take_along_axis(top, order, axis=1).astype(np.int64)[:, None, :]
+
+    def fields(self) -> dict[str, bytes | int]:
+        """What the index definition stores: raw little-endian float32 bytes and sizes."""
+        return {
+            "centroids": self.centroids.astype("<f4").tobytes(),
+            "mean": self.mean.astype("<f4").tobytes(),
+            "nlist": self.nlist,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, bytes], dim: int) -> Centroids:
+        """Rebuild from `fields()` as read back from Redis (values may arrive as bytes)."""
+        nlist = int(fields["nlist"])
+        centroids = np.frombuffer(fields["centroids"], dtype="<f4").astype(np.float32)
+        mean = np.frombuffer(fields["mean"], dtype="<f4").astype(np.float32)
+        if centroids.size != nlist * dim or mean.size != dim:
+            raise ValueError(f"fields: expected {nlist}x{dim} centroids and {dim} mean floats, "
+                             f"got {centroids.size} and {mean.size}")  # fmt: skip
+        return cls(centroids.reshape(nlist, dim), mean)
+
+
+# -- ranking codes ------------------------------------------------------------------
+
+# _SIGNS[v, k] = +1 if bit k of byte v (np.packbits order, MSB first) is set, else -1
+_SIGNS = np.where(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1) > 0, 1.0, -1.0).astype(np.float32)
+_POPCOUNT8 = (_SIGNS > 0).sum(axis=1)  # set bits per byte value, for numpy < 2.0
+
+
+def centre(vectors: NDArray[np.float32], mean: NDArray[np.float32]) -> NDArray[np.float32]:
+    """unit(vector) - mean: what the codes take the signs of, and what a query ranks with."""
+    x = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(norms > 0, norms, 1.0) - mean).astype(np.float32)
+
+
+def rank_codes(
+    vectors: NDArray[np.float32], mean: NDArray[np.float32], *, bits: int | None = None
+) -> NDArray[np.uint8]:
+    """One sign bit per dimension of unit(vector) - mean, packed, shape (n, ceil(bits / 8)).
+
+    `bits` keeps only the first dimensions (default all). The code is what a
+    bucket entry carries beside the id, so ranking needs no store read.
+    """
+    centred = centre(vectors, mean)
+    bits = centred.shape[1] if bits is None else _positive_int(bits, "bits")
+    if bits > centred.shape[1]:
+        raise ValueError(f"bits: expected at most the dimension {centred.shape[1]}, got {bits}")
+    return np.packbits(centred[:, :bits] > 0, axis=1)
+
+
+def hamming_pairs(
+    query_codes: NDArray[np.uint8], query_index: NDArray[np.int64], codes: NDArray[np.uint8]
+) -> NDArray[np.int64]:
+    """Hamming distance between each candidate's code and its query's, shape (m,)."""
+    return _popcount(np.bitwise_xor(codes, query_codes[query_index]))
+
+
+def hamming(query_codes: NDArray[np.uint8], codes: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """Hamming distance between every query code and every code, shape (q, m)."""
+    return _popcount(np.bitwise_xor(query_codes[:, None, :], codes[None, :, :]))
+
+
+def _popcount(xor: NDArray[np.uint8]) -> NDArray[np.int64]:
+    """Set bits summed over the last axis, eight bytes at a time when the width allows."""
+    if xor.shape[-1] % 8 == 0:
+        xor = np.ascontiguousarray(xor).view(np.uint64)
+    if hasattr(np, "bitwise_count"):
+        counts = np.bitwise_count(xor)
+    else:  # numpy < 2.0
+        counts = _POPCOUNT8[np.ascontiguousarray(xor).view(np.uint8)]
+    return counts.sum(axis=-1, dtype=np.int64)
+
+
+def asymmetric_scores(
+    query_centred: NDArray[np.float32], query_index: NDArray[np.int64], codes: NDArray[np.uint8]
+) -> NDArray[np.float32]:
+    """Estimated <query, candidate - mean> per candidate, shape (m,); higher is closer.
+
+    The query keeps its floats and the candidate its signs:
+    score = sum_i q[i] * (+1 if bit i else -1). This keeps more of the true
+    top-10 than Hamming at the same rerank depth (module docstring). A
+    (code_bytes, 256) table per query holds each byte value's partial sum, so
+    a candidate costs code_bytes gathers and a sum, in blocks that stay in cache.
+    Pass `centre(queries, mean)`; the plain unit query ranks the same (the
+    difference is a constant per query).
+    """
+    q = np.asarray(query_centred, dtype=np.float32)
+    width = codes.shape[1]
+    padded = np.zeros((len(q), width * 8), dtype=np.float32)
+    padded[:, : min(q.shape[1], width * 8)] = q[:, : width * 8]
+    tables = (padded.reshape(len(q), width, 8) @ _SIGNS.T).reshape(-1)  # (q, width, 256) flat
+    rows = np.asarray(query_index, dtype=np.intp) * (width * 256)
+    columns = np.arange(width, dtype=np.intp) * 256
+    ones = np.ones(width, dtype=np.float32)
+    out = np.empty(len(codes), dtype=np.float32)
+    for start in range(0, len(codes), _CODE_BLOCK):
+        stop = start + _CODE_BLOCK
+        out[start:stop] = np.take(tables, codes[start:stop] + (rows[start:stop, None] + columns)) @ ones
+    return out
+
+
+# -- input checks -----------------------------------------------------------------------
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name}: expected an integer, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name}: expected at least 1, got {value}")
+    return int(value)
+
+
+def _unit_rows(sample: Any, name: str) -> NDArray[np.float32]:
+    """The rows of a 2-d float array scaled to unit length; NaN, inf and zero rows refused."""
+    x = np.asarray(sample)
+    if x.dtype.kind not in "fiu":
+        raise TypeError(f"{name}: expected floats, got dtype {x.dtype}")
+    if x.ndim != 2 or 0 in x.shape:
+        raise ValueError(f"{name}: expected a non-empty 2-d array (rows, dim), got shape {x.shape}")
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise ValueError(f"{name}: holds NaN or inf")
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if (norms == 0).any():
+        raise ValueError(f"{name}: row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros")
+    return x / norms
