@@ -13,11 +13,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
+from lshrs import centroids
 from lshrs import definition as fields
 from lshrs.buckets import Buckets, Layout, server_layout
 from lshrs.definition import BuildState, Definition, Meta
 from lshrs.hashing import HashFamily, family_for
 from lshrs.hyperplanes import Hyperplanes
+from lshrs.sampling import Source, reservoir
 from lshrs.sketch import SketchCache
 from lshrs.stores.base import Rows, Store
 from lshrs.stores.pages import Pages
@@ -34,12 +38,26 @@ class Attachment:
         requested: parameters the user passed (checked by `definition.check_requested`);
             an existing index with other values is refused.
         sketch_capacity: vectors whose sketches this process keeps (0: none).
+        family: the hash family of a new index (None: the index's, or hyperplanes);
+            an existing index of another family is refused.
+        nlist: centroids to train (centroid family; None: `centroids.default_nlist`).
     """
 
-    def __init__(self, buckets: Buckets, store: Store, requested: Mapping[str, int], sketch_capacity: int) -> None:
+    def __init__(
+        self,
+        buckets: Buckets,
+        store: Store,
+        requested: Mapping[str, int],
+        sketch_capacity: int,
+        *,
+        family: str | None = None,
+        nlist: int | None = None,
+    ) -> None:
         self.buckets = buckets
         self.store = store
         self.requested = dict(requested)
+        self.requested_family = family
+        self.requested_nlist = nlist
         self.sketch_capacity = sketch_capacity
         self.definition: Definition | None = None
         self.family: HashFamily | None = None
@@ -96,6 +114,28 @@ class Attachment:
         self.definition = None
         self.family = None
 
+    def train(self, batch_size: int, *, show_progress: bool = False, seed: int = 0) -> bool:
+        """Draw centroids from a uniform sample of the store and make them the index's (centroid family).
+
+        The definition is swapped in one step and marked `BuildState.REDEFINE`,
+        like the tuner's apply, so the next `index()` drops any old buckets and
+        places every stored row; readers see the old definition or the new one.
+        Returns False, changing nothing, while the store is too small to train.
+        """
+        rows = self.store.count()
+        if self.family is None and not self.attach():
+            return False
+        nlist = self.requested_nlist or centroids.default_nlist(rows)
+        if rows < max(centroids.TRAIN_MIN_ROWS, nlist):
+            return False
+        source = Source(self.store, self.name, self.dim, batch_size, show_progress)
+        size = min(rows, max(nlist * centroids.TRAIN_ROWS_PER_CENTROID, centroids.TRAIN_MIN_ROWS))
+        sample, seen = reservoir(source, size, np.random.default_rng(seed))
+        family = centroids.Centroids.fit(sample.vectors, nlist, seed=seed, trained_rows=seen)
+        self._replace(self._definition_of(family), {fields.BUILD: BuildState.REDEFINE.value})
+        log.info("index %r: trained %d centroids on %d of %d rows", self.name, nlist, len(sample), seen)
+        return True
+
     def redefine(self, dim: int, num_tables: int, num_bits: int, num_probes: int) -> None:
         """Give the index new tables, bits and probes; `index()` then rebuilds the buckets from the store.
 
@@ -104,15 +144,16 @@ class Attachment:
         builds, so a rebuild interrupted at any point is finished by running
         `index()` again. Seed, id width and the id counter carry over.
         """
-        old = self.read_meta()
         if self.definition is not None:
             self.requested.update(self.definition.params)
         self.requested.update({fields.DIM: dim, fields.NUM_TABLES: num_tables, fields.NUM_BITS: num_bits})
-        meta = {
-            **self._new_definition(dim).to_meta(),
-            fields.NUM_PROBES: num_probes,
-            fields.BUILD: BuildState.REDEFINE.value,
-        }
+        extra = {fields.NUM_PROBES: num_probes, fields.BUILD: BuildState.REDEFINE.value}
+        self._replace(self._new_definition(dim), extra)
+
+    def _replace(self, definition: Definition, extra: Mapping[str, Any]) -> None:
+        """Swap the meta hash for a new definition in one step; the id counter carries over."""
+        old = self.read_meta()
+        meta = {**definition.to_meta(), **extra}
         counter = old.next_id() if old is not None else None
         if counter is not None:
             meta[fields.NEXT_ID] = counter
@@ -148,17 +189,21 @@ class Attachment:
     def _load(self, raw: Mapping[str, bytes]) -> None:
         meta = Meta.parse(self.name, raw)
         definition = meta.definition
-        definition.check_conflicts(self.name, self.requested)
+        definition.check_conflicts(self.name, self.requested, self.requested_family)
+        family = family_for(definition)
         self.buckets.layout = Layout(
             id_bytes=definition.id_bytes,
             num_bits=definition.num_bits,
             group_bits=definition.group_bits,
             small_max=definition.small_max,
+            code_bytes=family.code_bytes,
         )
-        self.family = family_for(definition)
+        self.family = family
         self.definition = definition
         self.saved_probes = meta.num_probes
-        if self.sketch_capacity and (self.sketches is None or self.sketches.dim != definition.dim):
+        if family.code_bytes:
+            self.sketches = None  # the bucket entries carry what ranks the candidates
+        elif self.sketch_capacity and (self.sketches is None or self.sketches.dim != definition.dim):
             self.sketches = SketchCache(definition.dim, capacity=self.sketch_capacity)
 
     def _create(self, dim: int) -> None:
@@ -168,18 +213,22 @@ class Attachment:
         self._load(self.buckets.read_meta())
 
     def _new_definition(self, dim: int) -> Definition:
-        """The requested parameters (defaults for the rest) and freshly drawn hyperplanes."""
+        """The requested parameters (defaults for the rest): fresh hyperplanes, or untrained centroids."""
+        if self.requested_family == centroids.Centroids.kind:
+            return self._definition_of(centroids.Untrained(dim))
         get = self.requested.get
         tables, bits = get(fields.NUM_TABLES, fields.DEFAULT_NUM_TABLES), get(fields.NUM_BITS, fields.DEFAULT_NUM_BITS)
-        family = Hyperplanes.draw(dim, tables, bits, self.seed)
+        return self._definition_of(Hyperplanes.draw(dim, tables, bits, self.seed))
+
+    def _definition_of(self, family: HashFamily) -> Definition:
         group_bits, small_max = server_layout(self.buckets.client)
         return Definition(
-            dim=dim,
-            num_tables=tables,
-            num_bits=bits,
+            dim=family.dim,
+            num_tables=family.num_tables,
+            num_bits=family.num_bits,
             seed=self.seed,
             id_bytes=self.id_bytes,
-            group_bits=min(group_bits, bits),
+            group_bits=min(group_bits, family.num_bits),
             small_max=small_max,
             family=family.kind,
             family_fields=family.fields(),

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from lshrs import connection
 from lshrs.attachment import Attachment
 from lshrs.steps import Steps, call
+from lshrs.stores.base import find_sorted
 from lshrs.stores.pages import Pages
 
 SAMPLE = 10
@@ -106,7 +107,8 @@ def fix(index: Attachment, drift: Drift) -> None:
     readd = drift.repeated[np.isin(_as_entries(drift.repeated), _as_entries(drift.expected))]
     add = np.concatenate([drift.missing, readd])
     buckets = index.buckets
-    buckets.apply(add=_writes(index, add) if len(add) else None, remove=_writes(index, remove) if len(remove) else None)
+    adding = _writes(index, add, with_codes=True) if len(add) else None
+    buckets.apply(add=adding, remove=_writes(index, remove) if len(remove) else None)
     buckets.set_meta(entries=len(drift.expected))
 
 
@@ -116,10 +118,12 @@ def _expected(index: Attachment, batch_size: int) -> tuple[NDArray[np.int64], in
     tables, bits = family.num_tables, family.num_bits
     parts, rows = [np.empty((0, 2), np.int64)], 0
     for batch in Pages(index.store).scan(batch_size, payload=False):
+        rows += len(batch)
+        if not family.trained:
+            continue  # an untrained centroid index has no buckets: every stored row is in none
         codes = family.codes(batch.vectors)  # (n, tables)
         buckets = (np.arange(tables, dtype=np.int64)[None, :] << bits) | codes
         parts.append(np.stack([buckets.reshape(-1), np.repeat(batch.ids, tables)], axis=1))
-        rows += len(batch)
     return np.concatenate(parts), rows
 
 
@@ -132,11 +136,19 @@ def _found(index: Attachment) -> NDArray[np.int64]:
     return np.concatenate(parts)
 
 
-def _writes(index: Attachment, entries: NDArray[np.int64]) -> Any:
-    assert index.family is not None
-    bits = index.family.num_bits
+def _writes(index: Attachment, entries: NDArray[np.int64], *, with_codes: bool = False) -> Any:
+    """(bucket, id) pairs as bucket writes; entries to add carry their ranking codes, made from the stored vectors."""
+    family = index.family
+    assert family is not None
+    bits = family.num_bits
     buckets, ids = entries[:, 0], entries[:, 1]
-    return index.buckets.group_entries(buckets >> bits, buckets & ((1 << bits) - 1), ids)
+    marks = None
+    if with_codes and family.code_bytes:
+        rows = index.store.get(np.unique(ids), payload=False)  # answered in the order asked: ascending
+        at = find_sorted(rows.ids, ids)
+        buckets, ids, at = buckets[at >= 0], ids[at >= 0], at[at >= 0]  # rows deleted meanwhile: nothing to add
+        marks = family.rank_codes(rows.vectors)[at]
+    return index.buckets.group_entries(buckets >> bits, buckets & ((1 << bits) - 1), ids, marks)
 
 
 def _as_entries(pairs: NDArray[np.int64]) -> NDArray[Any]:

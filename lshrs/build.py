@@ -62,15 +62,28 @@ def index_arrays(index: Attachment, ids: Any, vectors: Any, batch_size: int) -> 
     batches = (
         Rows(id_arr[lo : lo + batch_size], vecs[lo : lo + batch_size]) for lo in range(0, len(id_arr), batch_size)
     )
-    for chunk_ids, codes in hashed_chunks(index, batches, None):
-        index.buckets.apply(add=index.buckets.group(chunk_ids, codes))
+    family = index.ready(vecs.shape[1])
+    if not family.trained and not index.train(batch_size):
+        raise ValueError("index(ids, vectors): this centroid index is not trained yet, and its store is too small")
+    for chunk_ids, codes, marks in hashed_chunks(index, batches, None):
+        index.buckets.apply(add=index.buckets.group(chunk_ids, codes, marks))
     return len(id_arr)
+
+
+def train_and_index(index: Attachment, batch_size: int, show_progress: bool = False) -> int:
+    """Train a centroid index on its store and place every row; 0 while the store is too small to train."""
+    if not index.train(batch_size, show_progress=show_progress):
+        return 0
+    return index_store(index, batch_size, show_progress)
 
 
 def index_store(index: Attachment, batch_size: int, show_progress: bool) -> int:
     """`index()`: every stored row past the last checkpoint, in id order."""
     if index.family is None and not index.attach():
         return 0  # an empty store and no index yet: nothing to build, and no half-made index left behind
+    assert index.family is not None
+    if not index.family.trained and not index.train(batch_size, show_progress=show_progress):
+        return 0  # a centroid index whose store is still too small to train: queries scan it
     meta = index.read_meta()
     assert meta is not None
     buckets = index.buckets
@@ -83,8 +96,8 @@ def index_store(index: Attachment, batch_size: int, show_progress: bool) -> int:
         f"indexing {index.name}", show=show_progress, total=index.store.count() if show_progress else None
     ) as shown:
         rows = Pages(index.store).scan(batch_size, after=meta.indexed_through, payload=False)  # texts are not hashed
-        for ids, codes in hashed_chunks(index, rows, shown):
-            group = buckets.group(ids, codes)
+        for ids, codes, marks in hashed_chunks(index, rows, shown):
+            group = buckets.group(ids, codes, marks)
             dedupe = how.dedupe_all or (how.dedupe_first and done == 0)
             buckets.apply(add=group, remove=group if dedupe else None)
             buckets.set_meta(indexed_through=int(ids[-1]))
@@ -95,29 +108,33 @@ def index_store(index: Attachment, batch_size: int, show_progress: bool) -> int:
     return done
 
 
-def hashed_chunks(
-    index: Attachment, batches: Iterable[Rows], shown: Any
-) -> Iterator[tuple[NDArray[np.int64], NDArray[np.int64]]]:
+Chunk = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.uint8] | None]
+
+
+def hashed_chunks(index: Attachment, batches: Iterable[Rows], shown: Any) -> Iterator[Chunk]:
     """Hash batches of rows and regroup them into chunks of about `FLUSH_ENTRIES` bucket entries.
 
     A bucket write costs one script step per distinct bucket touched, so
     a build is fastest when each write carries many ids per bucket: the
     codes of several store batches are pooled (16 bytes per vector per
-    table, far less than the vectors) before they go to Redis.
+    table, plus any ranking code: far less than the vectors) before they go to Redis.
     """
-    pooled_ids: list[NDArray[np.int64]] = []
-    pooled_codes: list[NDArray[np.int64]] = []
-    pooled = 0
+    pooled: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.uint8] | None]] = []
+    entries = 0
     for rows in batches:
         family = index.ready(rows.vectors.shape[1])
         vectors = inputs.as_vectors(rows.vectors, dim=family.dim, name="stored vectors")
-        pooled_ids.append(rows.ids)
-        pooled_codes.append(family.codes(vectors))
-        pooled += len(rows.ids) * family.num_tables
+        pooled.append((rows.ids, family.codes(vectors), family.rank_codes(vectors) if family.code_bytes else None))
+        entries += len(rows.ids) * family.num_tables
         if shown is not None:
             shown.update(len(rows.ids))
-        if pooled >= FLUSH_ENTRIES:
-            yield np.concatenate(pooled_ids), np.concatenate(pooled_codes)
-            pooled_ids, pooled_codes, pooled = [], [], 0
-    if pooled_ids:
-        yield np.concatenate(pooled_ids), np.concatenate(pooled_codes)
+        if entries >= FLUSH_ENTRIES:
+            yield _pool(pooled)
+            pooled, entries = [], 0
+    if pooled:
+        yield _pool(pooled)
+
+
+def _pool(parts: list[Chunk]) -> Chunk:
+    ids, codes, marks = zip(*parts)
+    return np.concatenate(ids), np.concatenate(codes), None if marks[0] is None else np.concatenate(marks)

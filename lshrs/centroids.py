@@ -47,6 +47,12 @@ from numpy.typing import NDArray
 # sample at 131k rows: about 5 s per Lloyd iteration on one core (384-d).
 MIN_ROWS_PER_CENTROID = 32
 MAX_NLIST = 1 << 16
+# An index trains once its store holds this many rows (and at least nlist); below
+# it, the default exact_below scans the store anyway.
+TRAIN_MIN_ROWS = 256
+# Rows sampled per centroid for training (capped by the store): above the floor
+# above, since the sets in benchmarks/centroids.py kept improving past 32.
+TRAIN_ROWS_PER_CENTROID = 64
 ITERATIONS = 20
 _SETTLED = 1e-3
 # Rows per block of scores: a (block, nlist) score matrix stays near 64 MiB (float64).
@@ -54,6 +60,16 @@ _SCORE_CELLS = 1 << 23
 # Candidates per block of asymmetric scoring: 2,048 x 48-byte codes keep the gathers
 # in cache, 3x faster than one pass over all candidates.
 _CODE_BLOCK = 2048
+
+
+# Candidates a query reranks by exact cosine after its probed buckets' codes ranked
+# them (when no top_p is given); see benchmarks/results for the measurement.
+DEFAULT_RERANK_DEPTH = 256
+
+
+def default_probes(nlist: int) -> int:
+    """Centroids a query visits: a sixteenth of them, at least 8 (all of a small index)."""
+    return min(nlist, max(8, nlist // 16))
 
 
 def default_nlist(n_vectors: int) -> int:
@@ -125,8 +141,10 @@ class Centroids:
     """Buckets drawn from the data: a vector lives in its nearest centroid's bucket."""
 
     kind: ClassVar[str] = "centroids"
+    trained: ClassVar[bool] = True
     centroids: NDArray[np.float32]
     mean: NDArray[np.float32]
+    trained_rows: int = 0  # store rows when trained: stats() compares it with the rows indexed now
     num_tables: int = field(init=False)
     num_bits: int = field(init=False)
     _centroids64: NDArray[np.float64] = field(init=False, repr=False, compare=False)
@@ -160,15 +178,18 @@ class Centroids:
         return asymmetric_scores(centre(queries, self.mean), query_index, codes)
 
     @classmethod
-    def from_definition(cls, definition: Any) -> Centroids:
+    def from_definition(cls, definition: Any) -> Centroids | Untrained:
         """Rebuild from an index definition (`lshrs.definition.Definition`) read back from Redis."""
+        if "centroids" not in definition.family_fields:
+            return Untrained(definition.dim)
         return cls.from_fields(definition.family_fields, definition.dim)
 
     @classmethod
-    def fit(cls, sample: NDArray[np.float32], nlist: int, *, seed: int) -> Centroids:
+    def fit(cls, sample: NDArray[np.float32], nlist: int, *, seed: int, trained_rows: int = 0) -> Centroids:
         """Train on `sample`; its mean unit row centres the ranking codes."""
         centroids = train(sample, nlist, seed=seed)
-        return cls(centroids, _unit_rows(sample, "sample").mean(axis=0, dtype=np.float64).astype(np.float32))
+        mean = _unit_rows(sample, "sample").mean(axis=0, dtype=np.float64).astype(np.float32)
+        return cls(centroids, mean, trained_rows or len(sample))
 
     def scores(self, vectors: NDArray[np.float32]) -> NDArray[np.float64]:
         """Cosine (times the vector's norm) to every centroid, shape (n, nlist).
@@ -208,6 +229,7 @@ class Centroids:
             "centroids": self.centroids.astype("<f4").tobytes(),
             "mean": self.mean.astype("<f4").tobytes(),
             "nlist": self.nlist,
+            "trained_rows": self.trained_rows,
         }
 
     @classmethod
@@ -219,7 +241,40 @@ class Centroids:
         if centroids.size != nlist * dim or mean.size != dim:
             raise ValueError(f"fields: expected {nlist}x{dim} centroids and {dim} mean floats, "
                              f"got {centroids.size} and {mean.size}")  # fmt: skip
-        return cls(centroids.reshape(nlist, dim), mean)
+        return cls(centroids.reshape(nlist, dim), mean, int(fields.get("trained_rows", 0)))
+
+
+@dataclass(frozen=True)
+class Untrained:
+    """A centroid index whose store is still too small to train on: no buckets; queries scan the store.
+
+    Written to the definition as soon as the index exists, so every process
+    knows the index's family before there are centroids to share.
+    """
+
+    kind: ClassVar[str] = "centroids"
+    trained: ClassVar[bool] = False
+    code_bytes: ClassVar[int] = 0
+    num_tables: ClassVar[int] = 1
+    num_bits: ClassVar[int] = 1
+    dim: int
+
+    def codes(self, vectors: NDArray[np.float32]) -> NDArray[np.int64]:
+        raise RuntimeError("centroids are not trained yet: the index has no buckets to place vectors in")
+
+    def probes(self, vectors: NDArray[np.float32], num_probes: int) -> NDArray[np.int64]:
+        return self.codes(vectors)[:, :, None]
+
+    def rank_codes(self, vectors: NDArray[np.float32]) -> NDArray[np.uint8]:
+        return np.empty((len(vectors), 0), np.uint8)
+
+    def code_scores(
+        self, queries: NDArray[np.float32], query_index: NDArray[np.int64], codes: NDArray[np.uint8]
+    ) -> NDArray[np.float32]:
+        raise RuntimeError("centroids are not trained yet")
+
+    def fields(self) -> dict[str, bytes | int]:
+        return {}
 
 
 # -- ranking codes ------------------------------------------------------------------

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 2  # ids only in the buckets (hyperplanes)
+# Bucket entries carry ranking codes after the ids (the centroid family): an
+# lshrs that reads only format 2 must refuse such an index, not misread it.
+FORMAT_WITH_CODES = 3
+READABLE_FORMATS = (FORMAT_VERSION, FORMAT_WITH_CODES)
 
 # -- field names ------------------------------------------------------------------
 # Fixed when the index is (re)defined:
@@ -80,7 +84,7 @@ class Definition:
     small_max: int
     family: str = DEFAULT_FAMILY
     # the family's own fields (e.g. the hyperplanes as raw float32), as stored
-    family_fields: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    family_fields: Mapping[str, bytes | int] = field(default_factory=dict, repr=False)
 
     @property
     def params(self) -> dict[str, int]:
@@ -90,15 +94,17 @@ class Definition:
     def to_meta(self) -> dict[str, Any]:
         return {
             **self.params,
-            FORMAT: FORMAT_VERSION,
+            FORMAT: FORMAT_VERSION if self.family == DEFAULT_FAMILY else FORMAT_WITH_CODES,
             FAMILY: self.family,
             GROUP_BITS: self.group_bits,
             SMALL_MAX: self.small_max,
             **self.family_fields,
         }
 
-    def check_conflicts(self, name: str, requested: Mapping[str, int]) -> None:
-        """Raise ValueError naming every requested parameter this index does not have."""
+    def check_conflicts(self, name: str, requested: Mapping[str, int], family: str | None = None) -> None:
+        """Raise ValueError naming every requested parameter (and family) this index does not have."""
+        if family is not None and family != self.family:
+            raise ValueError(f"index {name!r} exists with family={self.family!r}, not {family!r}")
         have = self.params
         bad = ", ".join(f"{k}={v} (index has {have[k]})" for k, v in requested.items() if have[k] != v)
         if bad:
@@ -119,8 +125,9 @@ class Meta:
     def parse(cls, name: str, raw: Mapping[str, bytes]) -> Meta:
         """Decode a meta hash; ValueError for one this lshrs cannot read (another format, missing fields)."""
         version = int(raw.get(FORMAT, b"0"))
-        if version != FORMAT_VERSION:
-            raise ValueError(f"index {name!r}: format version {version}, this lshrs reads {FORMAT_VERSION}")
+        if version not in READABLE_FORMATS:
+            readable = " and ".join(map(str, READABLE_FORMATS))
+            raise ValueError(f"index {name!r}: format version {version}, this lshrs reads {readable}")
         family = raw.get(FAMILY, DEFAULT_FAMILY.encode()).decode()
         fixed = {*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NUM_PROBES, NEXT_ID, BUILD, INDEXED_THROUGH,
                  ENTRIES, GENERATION}  # fmt: skip
@@ -146,6 +153,21 @@ class Meta:
 
     def next_id(self) -> bytes | None:
         return self.raw.get(NEXT_ID)
+
+
+FAMILIES = (DEFAULT_FAMILY, "centroids")
+
+
+def check_family(family: Any, requested: Mapping[str, int]) -> str | None:
+    """The hash family asked for (None: the index's, or the default for a new one)."""
+    if family is None:
+        return None
+    if family not in FAMILIES:
+        raise ValueError(f"family: expected one of {', '.join(map(repr, FAMILIES))}, got {family!r}")
+    clash = [k for k in (NUM_TABLES, NUM_BITS) if k in requested]
+    if family != DEFAULT_FAMILY and clash:
+        raise ValueError(f"{', '.join(clash)}: parameters of the hyperplanes family; a {family} index has nlist")
+    return str(family)
 
 
 def check_requested(params: Mapping[str, Any]) -> dict[str, int]:

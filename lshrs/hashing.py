@@ -27,12 +27,43 @@ class HashFamily(Protocol):
     re-hashing its stored copy.
     """
 
-    kind: str
-    num_tables: int
-    num_bits: int
+    @property
+    def kind(self) -> str:
+        """The family's name in the index definition."""
+        ...
+
+    @property
+    def num_tables(self) -> int:
+        """Bucket entries per vector."""
+        ...
+
+    @property
+    def num_bits(self) -> int:
+        """Codes lie in [0, 2**num_bits)."""
+        ...
+
+    @property
+    def trained(self) -> bool:
+        """False only for a centroid index still too small to train: no buckets, queries scan the store."""
+        ...
 
     @property
     def dim(self) -> int: ...
+
+    @property
+    def code_bytes(self) -> int:
+        """Bytes of ranking code stored beside each id in a bucket entry; 0 for a family without codes."""
+        ...
+
+    def rank_codes(self, vectors: NDArray[np.float32]) -> NDArray[np.uint8]:
+        """The ranking code of each vector, shape (n, code_bytes)."""
+        ...
+
+    def code_scores(
+        self, queries: NDArray[np.float32], query_index: NDArray[np.int64], codes: NDArray[np.uint8]
+    ) -> NDArray[np.float32]:
+        """How close each candidate's code is to its query (higher is closer), shape (m,)."""
+        ...
 
     def codes(self, vectors: NDArray[np.float32]) -> NDArray[np.int64]:
         """Bucket code of each vector in each table, shape (n, num_tables)."""
@@ -42,16 +73,17 @@ class HashFamily(Protocol):
         """Codes a query visits per table, best first, shape (n, num_tables, probes); probe 0 is `codes`."""
         ...
 
-    def fields(self) -> dict[str, bytes]:
+    def fields(self) -> dict[str, bytes | int]:
         """What the family keeps in the index definition besides the shared parameters."""
         ...
 
 
 def family_for(definition: Definition) -> HashFamily:
     """The hash family an index was defined with, rebuilt from its stored fields."""
+    from lshrs.centroids import Centroids
     from lshrs.hyperplanes import Hyperplanes
 
-    families: Mapping[str, Any] = {Hyperplanes.kind: Hyperplanes}
+    families: Mapping[str, Any] = {Hyperplanes.kind: Hyperplanes, Centroids.kind: Centroids}
     maker = families.get(definition.family)
     if maker is None:
         raise ValueError(f"index hash family {definition.family!r} is not known to this lshrs ({', '.join(families)})")

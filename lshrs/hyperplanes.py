@@ -58,16 +58,27 @@ class Hyperplanes:
 
     @classmethod
     def from_definition(cls, definition: Definition) -> Hyperplanes:
-        raw = definition.family_fields[PLANES]
+        raw = bytes(definition.family_fields[PLANES])  # type: ignore[arg-type]
         planes = np.frombuffer(raw, dtype="<f4").reshape(definition.dim, -1).astype(np.float32)
         return cls(planes, definition.num_tables, definition.num_bits)
+
+    trained: ClassVar[bool] = True  # nothing to train
+    code_bytes: ClassVar[int] = 0  # candidates are ranked by collision count (and sketches, see sketch.py)
 
     @property
     def dim(self) -> int:
         return int(self.planes.shape[0])
 
-    def fields(self) -> dict[str, bytes]:
+    def fields(self) -> dict[str, bytes | int]:
         return {PLANES: self.planes.astype("<f4").tobytes()}
+
+    def rank_codes(self, vectors: NDArray[np.float32]) -> NDArray[np.uint8]:
+        return np.empty((len(vectors), 0), np.uint8)
+
+    def code_scores(
+        self, queries: NDArray[np.float32], query_index: NDArray[np.int64], codes: NDArray[np.uint8]
+    ) -> NDArray[np.float32]:
+        raise TypeError("hyperplanes keep no ranking codes: their candidates are ranked by collision count")
 
     def project(self, vectors: NDArray[np.float32]) -> NDArray[np.float64]:
         """Projections, shape (n, tables, bits).

@@ -22,12 +22,14 @@ from lshrs import audit, build, connection, embedded, filters, inputs, locks, se
 from lshrs import tune as tuning
 from lshrs.attachment import Attachment
 from lshrs.buckets import Buckets
+from lshrs.centroids import DEFAULT_RERANK_DEPTH, Centroids, default_probes
 from lshrs.definition import (
     DEFAULT_ID_BYTES,
     DEFAULT_NUM_BITS,
     DEFAULT_NUM_PROBES,
     DEFAULT_NUM_TABLES,
     DEFAULT_SEED,
+    check_family,
     check_requested,
 )
 from lshrs.embeddings import Embedder, make_embedder
@@ -78,8 +80,14 @@ class LSHRS:
         num_bits: bits per table (K). More bits, smaller buckets.
         num_probes: buckets visited per table at query time (multi-probe);
             default: the value `tune(apply=True)` saved with the index, else 128.
-        seed: seed of the hyperplanes (drawn once, then stored in Redis).
+        seed: seed of the hyperplanes or the centroids' training (drawn once, then stored in Redis).
         id_bytes: width of an id in the buckets: 4 (default, ids below 2**31) or 8 (any int64 id).
+        family: hash family of a new index: ``"hyperplanes"`` (default) or
+            ``"centroids"`` (k-means buckets trained on the store, with ranking
+            codes in the bucket entries; see the README).
+        nlist: centroids of a centroid index; default about 4 sqrt(rows).
+        rerank_depth: candidates a centroid index reranks by exact cosine when
+            a query gives no top_p (the codes choose them).
         redis: an existing redis-py client (``Redis`` or ``RedisCluster``).
         async_redis: a redis.asyncio client for the ``a``-prefixed verbs;
             default: one made like the sync client, per event loop.
@@ -107,6 +115,9 @@ class LSHRS:
         num_probes: int | None = None,
         seed: int | None = None,
         id_bytes: int | None = None,
+        family: str | None = None,
+        nlist: int | None = None,
+        rerank_depth: int = DEFAULT_RERANK_DEPTH,
         redis: Any = None,
         redis_url: str | None = None,
         async_redis: Any = None,
@@ -128,6 +139,9 @@ class LSHRS:
         requested = check_requested(
             {"dim": dim, "num_tables": num_tables, "num_bits": num_bits, "seed": seed, "id_bytes": id_bytes}
         )
+        family = check_family(family, requested)
+        nlist = None if nlist is None else inputs.positive("nlist", nlist)
+        self.rerank_depth = inputs.positive("rerank_depth", rerank_depth)
         if store is not None:
             capabilities(store)  # a store lacking a required method is refused here, not at its first use
         self.redis, self._owns_client = connection.connect(redis, redis_url, data_dir)
@@ -142,7 +156,7 @@ class LSHRS:
         self._embedder: Embedder | None = None
         buckets = Buckets(self.redis, self.name)
         buckets.bind_async(self._async_client)
-        self.attachment = Attachment(buckets, store, requested, sketch_capacity)
+        self.attachment = Attachment(buckets, store, requested, sketch_capacity, family=family, nlist=nlist)
         self.attachment.attach()
 
     # -- the parts, as the verbs see them ---------------------------------
@@ -184,7 +198,12 @@ class LSHRS:
         """Buckets visited per table: as given, else what `tune(apply=True)` saved, else the default."""
         if self._num_probes is not None:
             return self._num_probes
-        return self.attachment.saved_probes or DEFAULT_NUM_PROBES
+        if self.attachment.saved_probes:
+            return self.attachment.saved_probes
+        trained = self.hasher
+        if isinstance(trained, Centroids):
+            return default_probes(trained.nlist)
+        return DEFAULT_NUM_PROBES
 
     @num_probes.setter
     def num_probes(self, value: int) -> None:
@@ -232,13 +251,16 @@ class LSHRS:
         job = writes.ingest_steps(self.attachment, texts, vectors, ids, metadata, self.batch_size)
         return await steps.arun(job, self.step_targets())
 
-    def index(self, ids: Any = None, vectors: Any = None, *, rebuild: bool = False) -> int:
+    def index(self, ids: Any = None, vectors: Any = None, *, rebuild: bool = False, retrain: bool = False) -> int:
         """Build buckets for rows already in the store.
 
         Without arguments, streams the store in id order and indexes every row
         past the checkpoint of the last run, so an interrupted build resumes
         where it stopped and a finished one picks up rows added since.
-        ``rebuild=True`` drops the buckets and starts over.
+        ``rebuild=True`` drops the buckets and starts over. On a centroid index
+        the first build trains the centroids on a sample of the store, and
+        ``retrain=True`` draws them again (when the corpus has grown several
+        times over, see `stats()`), then places every row anew.
 
         With `ids` and `vectors`, indexes those arrays directly (the rows are
         expected in the store already, e.g. loaded by your own tooling).
@@ -248,6 +270,8 @@ class LSHRS:
         """
         if ids is not None or vectors is not None:
             return build.index_arrays(self.attachment, ids, vectors, self.batch_size)
+        if retrain:
+            return build.train_and_index(self.attachment, self.batch_size, self.show_progress)
         if rebuild:
             self.attachment.reset_buckets()
         return build.index_store(self.attachment, self.batch_size, self.show_progress)
@@ -374,6 +398,7 @@ class LSHRS:
             filter=filter,
             exact_below=self.exact_below,
             batch_size=self.batch_size,
+            rerank_depth=self.rerank_depth,
         )
 
     def step_targets(self) -> dict[str, Any]:
@@ -388,6 +413,7 @@ class LSHRS:
             "pages": self._pages,
             "clock": steps.Clock,
             "interrupts": steps.Interrupts(),
+            "build": build,
         }
 
     def _async_client(self) -> Any:

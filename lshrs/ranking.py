@@ -38,7 +38,7 @@ class Pairs:
 
 def expand_buckets(
     members: NDArray[np.int64], sizes: NDArray[np.int64], slot_key: NDArray[np.int64], slot_query: NDArray[np.int64]
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """Member ids of every probed bucket, tagged with the query that probed it.
 
     Args:
@@ -46,13 +46,17 @@ def expand_buckets(
         sizes: member count of each unique bucket.
         slot_key: for each (query, table, probe) slot, its unique bucket index.
         slot_query: the query of each slot.
+
+    Returns:
+        The query and the id of every (query, member) pair, and the member's
+        position in `members` (where its ranking code sits, for families that keep them).
     """
     starts = np.cumsum(sizes) - sizes
     lengths = sizes[slot_key]
     total = int(lengths.sum())
     offsets = np.repeat(starts[slot_key] - (np.cumsum(lengths) - lengths), lengths)
     positions = np.arange(total, dtype=np.int64) + offsets
-    return np.repeat(slot_query, lengths), members[positions]
+    return np.repeat(slot_query, lengths), members[positions], positions
 
 
 def count_collisions(queries: NDArray[np.int64], ids: NDArray[np.int64]) -> Pairs:

@@ -59,6 +59,7 @@ class Request:
     predicate: filters.Predicate | None
     exact_below: int  # scan the store exactly while the index holds fewer vectors
     batch_size: int  # rows per page of an exact scan
+    rerank_depth: int  # candidates a code-ranked query reranks when top_p is None
 
 
 def request(
@@ -72,6 +73,7 @@ def request(
     filter: Any,
     exact_below: int,
     batch_size: int,
+    rerank_depth: int,
 ) -> Request:
     """Check a query batch whole before any I/O: texts to embed, or an (n, d) array."""
     inputs.check_top(top_k, top_p)
@@ -86,7 +88,8 @@ def request(
         texts = inputs.as_texts(queries, name="queries")
     else:
         vectors = inputs.as_vectors(queries, dim=dim, name="queries")
-    return Request(texts, vectors, top_k, top_p, rerank, probes, predicate, exact_below, batch_size)
+    depth = inputs.positive("rerank_depth", rerank_depth)
+    return Request(texts, vectors, top_k, top_p, rerank, probes, predicate, exact_below, batch_size, depth)
 
 
 def one_query(query: Any, dim: int | None) -> Any:
@@ -125,15 +128,20 @@ def _search(
     exact scan: the size only arrives with the buckets, which saves a
     round trip on every query of a large index.
     """
-    assert index.family is not None
+    family = index.family
+    assert family is not None
+    if not family.trained:  # a centroid index too small to train has no buckets: the store is the index
+        return ((yield from _exact(vecs, req)) if req.rerank else _nothing()), 0
     found, count, generation = yield from candidates(index, vecs, probes)
     if req.rerank and count < req.exact_below:
         return (yield from _exact(vecs, req)), count
     if not req.rerank:
-        scaled = ranking.Pairs(found.query, found.ids, found.value / index.family.num_tables)
+        scaled = found if family.code_bytes else ranking.Pairs(found.query, found.ids, found.value / family.num_tables)
         return ranking.head(scaled, np.full(len(vecs), req.top_k)), count
     limits = ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
-    cache = index.sketches if req.top_p is not None else None
+    if family.code_bytes and req.top_p is None:  # the codes have ranked them: rerank the best few hundred
+        limits = np.minimum(limits, max(req.top_k, req.rerank_depth))
+    cache = index.sketches if req.top_p is not None and not family.code_bytes else None
     chosen = ranking.head(found, limits) if cache is None else _by_sketch(cache, found, vecs, limits, generation)
     wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
     rows = yield call("store", "get", wanted, payload=False)
@@ -170,7 +178,11 @@ def _by_sketch(
 
 
 def candidates(index: Attachment, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int, bytes]]:
-    """Ids in the probed buckets with their collision counts, ranked per query; the index size and generation."""
+    """Ids in the probed buckets ranked per query, the index size and its generation.
+
+    Ranked by collision count, or for a family that keeps ranking codes in its
+    bucket entries, by the code's score against the query.
+    """
     hasher = index.family
     assert hasher is not None
     codes = hasher.probes(vecs, probes)  # (n, tables, probes)
@@ -179,16 +191,25 @@ def candidates(index: Attachment, vecs: NDArray[np.float32], probes: int) -> Ste
     unique_buckets, slot_key = np.unique(slot_bucket, return_inverse=True)
     mask = (1 << hasher.num_bits) - 1
     fetched = yield call("buckets", "fetch", unique_buckets >> hasher.num_bits, unique_buckets & mask)
-    members, sizes, entries, generation, _ = fetched
+    members, sizes, entries, generation, marks = fetched
     slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
-    queries, ids = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
-    return ranking.count_collisions(queries, ids), entries // hasher.num_tables, generation
+    queries, ids, at = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
+    size = entries // hasher.num_tables
+    if marks is None:
+        return ranking.count_collisions(queries, ids), size, generation
+    # One entry per vector (one table, distinct probed buckets): no counting, the codes rank.
+    scores = hasher.code_scores(vecs, queries, marks[at]).astype(np.float64)
+    return ranking.rank(ranking.Pairs(queries, ids, scores)), size, generation
 
 
 def probe(index: Attachment, vecs: NDArray[np.float32], probes: int) -> ranking.Pairs:
     """`candidates` with the blocking client: every query's distinct candidate ids and collision counts."""
     found, _, _ = steps.run(candidates(index, vecs, probes), {"buckets": index.buckets})
     return found
+
+
+def _nothing() -> ranking.Pairs:
+    return ranking.Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
 
 
 def _exact(vecs: NDArray[np.float32], req: Request) -> Steps[ranking.Pairs]:

@@ -106,6 +106,11 @@ def tune(
     top_p: Sequence[float] = DEFAULT_TOP_P,
 ) -> TuneResult:
     """`LSHRS.tune` (see there): check everything, sample, measure every setting, pick, optionally apply."""
+    if lsh.hasher is not None and lsh.hasher.kind != "hyperplanes":
+        raise ValueError(
+            f"tune: index {lsh.name!r} uses {lsh.hasher.kind}; the tuner measures hyperplane settings "
+            "(tables, bits, probes): a centroid index takes num_probes= and rerank_depth= instead"
+        )
     _check_target(target_recall)
     shares = _check_top_p(top_p)
     inputs.check_top(top_k, None)

@@ -22,30 +22,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs import inputs, progress, ranking
-from lshrs.stores.base import Rows, Store, find_sorted
+from lshrs import inputs, ranking
+from lshrs.sampling import Source, reservoir, scan
+from lshrs.stores.base import Rows, find_sorted
 from lshrs.stores.pages import Pages
 
 # Rows of the user's store read to price one candidate (see rerank_cost).
 COST_SAMPLE = 1_000
-
-
-@dataclass(frozen=True)
-class Source:
-    """Where the sample comes from: the user's store, read in batches."""
-
-    store: Store
-    name: str
-    dim: int | None
-    batch_size: int
-    show_progress: bool
 
 
 @dataclass(frozen=True)
@@ -108,29 +97,6 @@ def _check_size(n: int, num_queries: int, top_k: int) -> None:
         )
 
 
-def reservoir(source: Source, size: int, rng: np.random.Generator) -> tuple[Rows, int]:
-    """A uniform random sample of up to `size` stored rows, in random order, from one scan; and the rows scanned.
-
-    Every row gets a random key and the `size` smallest keys are kept
-    (bottom-k sampling), pruned batch by batch, so memory stays at the
-    sample plus one batch and the store is read once.
-    """
-    ids, vectors, keys = np.empty(0, np.int64), None, np.empty(0)
-    seen = 0
-    for rows in scan(source, "sampling"):
-        seen += len(rows)
-        ids = np.concatenate([ids, rows.ids])
-        vectors = rows.vectors if vectors is None else np.concatenate([vectors, rows.vectors])
-        keys = np.concatenate([keys, rng.random(len(rows))])
-        if len(keys) > size:
-            keep = np.argpartition(keys, size - 1)[:size]
-            ids, vectors, keys = ids[keep], vectors[keep], keys[keep]
-    if vectors is None:
-        raise ValueError(f"index {source.name!r}: the store is empty; pass vectors= to tune on")
-    order = np.argsort(keys)
-    return Rows(ids[order], vectors[order]), seen
-
-
 def store_top_k(source: Source, queries: Rows, k: int) -> NDArray[np.int64]:
     """Ids of each query's k nearest stored rows by cosine (itself left out), from one scan of the store."""
     n = len(queries)
@@ -152,15 +118,6 @@ def planted(source: Source, queries: Rows, rest: Rows, truth_ids: NDArray[np.int
     in_sample = np.r_[np.ones(len(rest), bool), np.zeros(len(extra), bool)]
     corpus = np.concatenate([rest.vectors, extra.vectors])
     return Sample(queries.vectors, corpus, truth, in_sample, rest.ids[:COST_SAMPLE], truth_over)
-
-
-def scan(source: Source, what: str) -> Iterator[Rows]:
-    """The store's rows (ids and vectors), checked, with a progress bar when the index shows one."""
-    total = source.store.count() if source.show_progress else None
-    with progress.bar(f"tuning {source.name}: {what}", show=source.show_progress, total=total) as bar:
-        for rows in Pages(source.store).scan(source.batch_size, payload=False):
-            bar.update(len(rows))
-            yield Rows(rows.ids, inputs.as_vectors(rows.vectors, dim=source.dim, name="stored vectors"))
 
 
 def _stored_ids(source: Source) -> NDArray[np.int64]:

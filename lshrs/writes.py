@@ -3,7 +3,8 @@
 Written once as generators of `steps.Step` (see steps.py), like the query in
 search.py, so the sync and async verbs share every line. Step targets:
 ``index`` (the `Attachment`), ``model`` (embedding), ``buckets``, ``store``,
-``clock`` and ``interrupts`` (for the lease, see locks.py).
+``build`` (a centroid index training itself), ``clock`` and ``interrupts``
+(for the lease, see locks.py).
 
 Why this order: the store is the truth. A replaced or deleted vector's old
 bucket entries are found by re-hashing its stored copy, so an ingest reads
@@ -52,6 +53,8 @@ def ingest_steps(
             part.ids = yield from new_ids(len(part))
         yield from locked(index.name, part.ids, replace_steps(index, part, family))
         written.append(part.ids)
+    if not family.trained:  # a centroid index trains itself once its store is large enough
+        yield call("build", "train_and_index", index, batch_size)
     return np.concatenate(written)
 
 
@@ -59,13 +62,10 @@ def replace_steps(index: Attachment, part: Rows, family: HashFamily) -> Steps[No
     """Store first, then buckets: the old rows' buckets are found by re-hashing their stored vectors."""
     old = yield call("store", "get", part.ids, payload=False)
     yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
-    buckets = index.buckets
-    yield call(
-        "buckets",
-        "apply",
-        add=buckets.group(part.ids, family.codes(part.vectors)),
-        remove=buckets.group(old.ids, family.codes(old.vectors)) if len(old) else None,
-    )
+    if not family.trained:
+        return  # no buckets yet: the store is all there is until the centroids are trained
+    add = entries(index, family, part.ids, part.vectors)
+    yield call("buckets", "apply", add=add, remove=entries(index, family, old.ids, old.vectors) if len(old) else None)
 
 
 def delete_steps(index: Attachment, ids: Any) -> Steps[int]:
@@ -80,8 +80,15 @@ def remove_steps(index: Attachment, ids: NDArray[np.int64], family: HashFamily) 
     rows = yield call("store", "get", ids, payload=False)
     if not len(rows):
         return 0
-    yield call("buckets", "apply", remove=index.buckets.group(rows.ids, family.codes(rows.vectors)))
+    if family.trained:
+        yield call("buckets", "apply", remove=entries(index, family, rows.ids, rows.vectors))
     return int((yield call("store", "delete", rows.ids)))
+
+
+def entries(index: Attachment, family: HashFamily, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> Any:
+    """The bucket entries of these rows: their buckets, and their ranking codes where the family keeps them."""
+    marks = family.rank_codes(vectors) if family.code_bytes else None
+    return index.buckets.group(ids, family.codes(vectors), marks)
 
 
 def new_ids(n: int) -> Steps[NDArray[np.int64]]:

@@ -228,15 +228,24 @@ class Buckets:
 
     # -- writes -----------------------------------------------------------
 
-    def group(self, ids: NDArray[np.int64], codes: NDArray[np.int64]) -> BucketWrites:
-        """Group (id, table) entries by bucket, and buckets by key group (`codes`: shape (n, tables))."""
-        return packing.group(ids, codes)
+    def group(
+        self, ids: NDArray[np.int64], codes: NDArray[np.int64], rank_codes: NDArray[np.uint8] | None = None
+    ) -> BucketWrites:
+        """Group (id, table) entries by bucket, and buckets by key group (`codes`: shape (n, tables)).
+
+        `rank_codes` (n, code_bytes) go beside the ids where the index keeps ranking codes.
+        """
+        return packing.group(ids, codes, rank_codes)
 
     def group_entries(
-        self, table_idx: NDArray[np.int64], flat_codes: NDArray[np.int64], entry_ids: NDArray[np.int64]
+        self,
+        table_idx: NDArray[np.int64],
+        flat_codes: NDArray[np.int64],
+        entry_ids: NDArray[np.int64],
+        rank_codes: NDArray[np.uint8] | None = None,
     ) -> BucketWrites:
         """`group` for arbitrary (table, code, id) entries, e.g. the differences `repair()` fixes."""
-        return packing.group_entries(table_idx, flat_codes, entry_ids)
+        return packing.group_entries(table_idx, flat_codes, entry_ids, rank_codes)
 
     def apply(self, add: BucketWrites | None = None, remove: BucketWrites | None = None) -> int:
         """Remove then append entries in one pipeline; returns entries removed.

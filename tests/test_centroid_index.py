@@ -1,0 +1,209 @@
+"""Centroid indexes end to end: training, ranking codes in the buckets, every verb, real Redis and stores."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import redis
+from conftest import clustered, exact_top_k, index_factory
+
+from lshrs import LSHRS, MemoryStore
+from lshrs.centroids import TRAIN_MIN_ROWS, Centroids
+
+DIM = 32
+
+
+def recall(hits, truth) -> float:
+    return float(np.mean([len({h.id for h in row} & set(t.tolist())) / len(t) for row, t in zip(hits, truth)]))
+
+
+class CountingStore(MemoryStore):
+    """A MemoryStore that records how many vectors each payload-free read asked for (what a query reranks)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[int] = []
+
+    def get(self, ids, *, payload=True):
+        if not payload:
+            self.reads.append(len(ids))
+        return super().get(ids, payload=payload)
+
+
+@pytest.fixture
+def corpus():
+    vectors = clustered(6_000, dim=DIM, clusters=60, seed=1)
+    queries = clustered(6_040, dim=DIM, clusters=60, seed=1)[6_000:] + 0.01
+    return vectors, queries, exact_top_k(queries, vectors, 10)
+
+
+def test_index_trains_on_the_store_and_finds_the_neighbours(make_index, store, corpus, redis_client, name):
+    vectors, queries, truth = corpus
+    store.put(np.arange(len(vectors)), vectors)
+    lsh = make_index(store=store, family="centroids", exact_below=0)
+    assert lsh.hasher is not None and not lsh.hasher.trained  # the store is read only by index()
+    assert lsh.index() == len(vectors)
+    family = lsh.hasher
+    assert isinstance(family, Centroids) and family.nlist >= 16 and family.trained_rows == len(vectors)
+    assert lsh.count() == len(vectors) and lsh.verify()["ok"]
+    assert redis_client.hget(f"lshrs:{name}:meta", "format") == b"3"  # entries carry codes: older lshrs refuse it
+    hits = lsh.query_many(queries, top_k=10)
+    assert recall(hits, truth) >= 0.95
+    best = hits[0][0]
+    v, q = vectors[best.id], queries[0]
+    assert best.score == pytest.approx(float(v @ q / np.linalg.norm(v) / np.linalg.norm(q)), abs=1e-5)
+
+
+def test_a_query_reranks_only_its_depth_of_code_ranked_candidates(make_index, corpus):
+    vectors, queries, truth = corpus
+    store = CountingStore()
+    store.put(np.arange(len(vectors)), vectors)
+    lsh = make_index(store=store, family="centroids", exact_below=0, rerank_depth=40)
+    lsh.index()
+    store.reads.clear()
+    shallow = recall([lsh.query(q, top_k=10) for q in queries], truth)
+    assert max(store.reads) == 40
+    assert lsh.candidate_counts(queries).min() > 100  # so the depth, not the probes, bounded the reads
+    deeper = LSHRS(redis=lsh.redis, name=lsh.name, store=store, exact_below=0, rerank_depth=400)
+    store.reads.clear()
+    deep = recall([deeper.query(q, top_k=10) for q in queries], truth)
+    assert max(store.reads) <= 400 and deep >= 0.95 and deep > shallow  # 32-d: 4-byte codes rank coarsely
+    store.reads.clear()
+    lsh.query(queries[0], top_k=10, top_p=0.5)
+    assert store.reads[0] >= 0.5 * lsh.candidate_counts(queries[:1])[0] - 1
+
+
+def test_a_small_index_stays_exact_then_trains_itself(make_index):
+    vectors = clustered(TRAIN_MIN_ROWS + 100, dim=DIM, clusters=10, seed=2)
+    lsh = make_index(family="centroids", exact_below=0)
+    first = TRAIN_MIN_ROWS // 2
+    lsh.ingest(vectors=vectors[:first])
+    assert not lsh.hasher.trained and lsh.count() == 0  # no buckets yet: the store is the index
+    hits = lsh.query(vectors[3], top_k=4)
+    assert len(hits) == 4 and hits[0].id == 4  # generated ids start at 1; exact answers meanwhile
+    assert lsh.delete([4]) == 1 and lsh.query(vectors[3], top_k=1)[0].id != 4
+    lsh.ingest(vectors=vectors[first:])  # crosses the threshold: trains and places every stored row
+    assert lsh.hasher.trained and lsh.count() == len(vectors) - 1
+    assert lsh.verify()["ok"]
+    assert lsh.query(vectors[200], top_k=1)[0].id == 201
+
+
+def test_replace_and_delete_move_entries_and_codes(make_index, corpus):
+    vectors, _, _ = corpus
+    store = MemoryStore()
+    store.put(np.arange(len(vectors)), vectors)
+    lsh = make_index(store=store, family="centroids", exact_below=0)
+    lsh.index()
+    moved = vectors[:50][::-1].copy()  # rows 0..49 take each other's vectors: new buckets and codes
+    lsh.ingest(vectors=moved, ids=np.arange(50))
+    assert lsh.verify()["ok"] and lsh.count() == len(vectors)
+    for i in (0, 17, 49):
+        assert lsh.query(moved[i], top_k=1)[0].id == i
+    assert lsh.delete(np.arange(100, 200)) == 100
+    assert lsh.verify()["ok"] and lsh.count() == len(vectors) - 100
+    deleted = set(range(100, 200))
+    for q in vectors[100:120]:
+        assert not deleted & {h.id for h in lsh.query(q, top_k=10, rerank=False)}
+        assert not deleted & {h.id for h in lsh.query(q, top_k=10)}
+
+
+def test_repair_restores_lost_entries_with_their_codes(make_index, corpus, redis_client, name):
+    vectors, queries, truth = corpus
+    store = MemoryStore()
+    store.put(np.arange(len(vectors)), vectors)
+    lsh = make_index(store=store, family="centroids", exact_below=0)
+    lsh.index()
+    before = lsh.query_many(queries, top_k=10)
+    lost = list(redis_client.scan_iter(match=f"lshrs:{name}:b:*", count=1000))[:5]
+    redis_client.delete(*lost)
+    report = lsh.verify()
+    assert not report["ok"] and report["missing_entries"] > 0
+    lsh.repair()
+    assert lsh.verify()["ok"]
+    assert [[h.id for h in row] for row in lsh.query_many(queries, top_k=10)] == [[h.id for h in row] for row in before]
+
+
+def test_another_process_attaches_with_the_same_centroids(make_index, corpus, redis_client, name):
+    vectors, queries, _ = corpus
+    store = MemoryStore()
+    store.put(np.arange(len(vectors)), vectors)
+    lsh = make_index(store=store, family="centroids", exact_below=0)
+    lsh.index()
+    other = LSHRS(redis=redis_client, name=name, store=store, exact_below=0)
+    assert isinstance(other.hasher, Centroids)
+    assert np.array_equal(other.hasher.centroids, lsh.hasher.centroids)
+    assert np.array_equal(other.hasher.codes(vectors), lsh.hasher.codes(vectors))
+    assert other.query_many(queries, top_k=5) == lsh.query_many(queries, top_k=5)
+    with pytest.raises(ValueError, match="family='centroids', not 'hyperplanes'"):
+        LSHRS(redis=redis_client, name=name, store=store, family="hyperplanes")
+
+
+def test_bad_family_arguments_are_refused_before_any_write(redis_client, name):
+    with pytest.raises(ValueError, match="family: expected one of"):
+        LSHRS(redis=redis_client, name=name, store=MemoryStore(), family="kmeans")
+    with pytest.raises(ValueError, match="num_tables: parameters of the hyperplanes family"):
+        LSHRS(redis=redis_client, name=name, store=MemoryStore(), family="centroids", num_tables=8)
+    with pytest.raises(ValueError, match="nlist: expected >= 1"):
+        LSHRS(redis=redis_client, name=name, store=MemoryStore(), family="centroids", nlist=0)
+    with pytest.raises(ValueError, match="rerank_depth: expected >= 1"):
+        LSHRS(redis=redis_client, name=name, store=MemoryStore(), rerank_depth=0)
+    assert redis_client.exists(f"lshrs:{name}:meta") == 0
+
+
+def test_retrain_draws_new_centroids_and_keeps_every_row(make_index, corpus):
+    vectors, queries, truth = corpus
+    store = MemoryStore()
+    store.put(np.arange(2_000), vectors[:2_000])
+    lsh = make_index(store=store, family="centroids", exact_below=0)
+    lsh.index()
+    small = lsh.hasher.nlist
+    lsh.ingest(vectors=vectors[2_000:], ids=np.arange(2_000, len(vectors)))
+    assert lsh.count() == len(vectors) and lsh.hasher.trained_rows == 2_000
+    assert lsh.index(retrain=True) == len(vectors)
+    assert lsh.hasher.trained_rows == len(vectors) and lsh.hasher.nlist > small
+    assert lsh.verify()["ok"] and lsh.count() == len(vectors)
+    assert recall(lsh.query_many(queries, top_k=10), truth) >= 0.95
+
+
+def test_filters_and_index_from_arrays(make_index, corpus):
+    vectors, queries, _ = corpus
+    store = MemoryStore()
+    meta = [{"even": i % 2 == 0} for i in range(len(vectors))]
+    store.put(np.arange(len(vectors)), vectors, None, meta)
+    lsh = make_index(store=store, family="centroids", exact_below=0)
+    assert lsh.index(np.arange(len(vectors)), vectors) == len(vectors)  # trains from the store first
+    assert lsh.verify()["ok"]
+    hits = lsh.query(queries[0], top_k=10, filter={"even": True})
+    assert len(hits) == 10 and all(h.id % 2 == 0 for h in hits)
+
+
+def test_the_tuner_refuses_a_centroid_index(make_index, corpus):
+    vectors, _, _ = corpus
+    store = MemoryStore()
+    store.put(np.arange(len(vectors)), vectors)
+    lsh = make_index(store=store, family="centroids")
+    lsh.index()
+    with pytest.raises(ValueError, match="tune: .* uses centroids"):
+        lsh.tune()
+
+
+async def test_async_verbs_on_a_centroid_index(make_index, corpus):
+    vectors, queries, truth = corpus
+    lsh = make_index(family="centroids", exact_below=0)
+    ids = await lsh.aingest(vectors=vectors)
+    assert lsh.hasher.trained and lsh.count() == len(vectors)
+    hits = await lsh.aquery_many(queries, top_k=10)
+    assert hits == lsh.query_many(queries, top_k=10)
+    assert await lsh.adelete(ids[:10]) == 10 and lsh.verify()["ok"]
+
+
+def test_a_centroid_index_on_redis_cluster(cluster_client: redis.RedisCluster, corpus, name):
+    vectors, queries, truth = corpus
+    for make in index_factory(cluster_client, name):
+        store = MemoryStore()
+        store.put(np.arange(len(vectors)), vectors)
+        lsh = make(store=store, family="centroids", exact_below=0)
+        lsh.index()
+        assert lsh.verify()["ok"] and recall(lsh.query_many(queries, top_k=10), truth) >= 0.95
+        lsh.ingest(vectors=vectors[:20][::-1].copy(), ids=np.arange(20))
+        assert lsh.delete(np.arange(30, 40)) == 10 and lsh.verify()["ok"]
