@@ -40,6 +40,7 @@ from core import used_memory  # noqa: E402
 from servers import Postgres, RedisServer, debian_pg_bindir  # noqa: E402
 
 from lshrs import LSHRS, MemoryStore, PostgresStore, RedisStore, SQLiteStore, __version__  # noqa: E402
+from lshrs.definition import DEFAULT_FAMILY  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TOP_K = 10
@@ -61,13 +62,26 @@ QUICK_GRID = {(16, 14): [32, 128], (24, 14): [64]}
 # top_p ranks candidates by sign sketch (lshrs/sketch.py); each build is
 # followed by LSHRS.warm(), so the timed queries see a warm sketch cache.
 TOP_P = [None, 0.02, 0.05]
+# Centroid indexes: nlist -> probes swept, each at every rerank depth (the
+# candidates a query reranks after its bucket entries' codes ranked them).
+CENTROID_GRID = {512: [16, 32, 64], 1024: [16, 32, 64, 128], 2048: [32, 64, 128]}
+QUICK_CENTROID_GRID = {1024: [32, 64]}
+DEPTHS = [100, 200, 400]
+FAMILIES = ("hyperplanes", "centroids")
+
+
+def engine_name(family: str, store_kind: str) -> str:
+    """`lshrs (memory)` for the default family (what report.py's targets read), the family named otherwise."""
+    return f"lshrs ({store_kind})" if family == DEFAULT_FAMILY else f"lshrs {family} ({store_kind})"
 
 
 class Lshrs:
-    """lshrs over one store, rebuilt for each (tables, bits); ids are row numbers."""
+    """lshrs over one store, rebuilt for each (tables, bits) or nlist; ids are row numbers."""
 
-    def __init__(self, store_kind: str, url: str, store: Any) -> None:
-        self.name = f"lshrs ({store_kind})"
+    def __init__(self, store_kind: str, url: str, store: Any, family: str = "hyperplanes") -> None:
+        self.name = engine_name(family, store_kind)
+        self.family = family
+        self.candidates = 0.0  # mean candidates of the last reranked() call
         self.store_kind = store_kind
         self.client = redis.Redis.from_url(url)
         self.store = store
@@ -81,14 +95,21 @@ class Lshrs:
             self.store.put(np.arange(lo, hi), vectors[lo:hi], texts[lo:hi])
         return {"store_put_s": time.perf_counter() - t0}
 
-    def build(self, tables: int, bits: int) -> dict:
-        """Bucket build over the filled store: vectors/s and Redis bytes per vector."""
+    def build(self, shape: tuple[int, ...]) -> dict:
+        """Bucket build over the filled store: vectors/s and Redis bytes per vector.
+
+        `shape` is (tables, bits) for hyperplanes, (nlist,) for centroids,
+        whose build time includes training on the store.
+        """
         if self.lsh is not None:
             self.lsh.clear()
         base = used_memory(self.client)
-        self.lsh = LSHRS(
-            name=f"cmp-{tables}-{bits}", redis=self.client, store=self.store, num_tables=tables, num_bits=bits
-        )
+        if self.family == "centroids":
+            params: dict[str, Any] = {"family": "centroids", "nlist": shape[0]}
+        else:
+            params = {"family": "hyperplanes", "num_tables": shape[0], "num_bits": shape[1]}
+        name = "cmp-" + "-".join(map(str, shape))
+        self.lsh = LSHRS(name=name, redis=self.client, store=self.store, **params)
         t0 = time.perf_counter()
         self.lsh.index()
         seconds = time.perf_counter() - t0
@@ -97,9 +118,9 @@ class Lshrs:
         self.lsh.warm()
         warm_s = time.perf_counter() - t0
         return {
+            "family": self.family,
             "sketch_warm_s": warm_s,
-            "num_tables": tables,
-            "num_bits": bits,
+            **({"nlist": shape[0]} if self.family == "centroids" else {"num_tables": shape[0], "num_bits": shape[1]}),
             "build_s": seconds,
             "build_vectors_per_s": n / seconds,
             "redis_bytes_per_vector": (used_memory(self.client) - base) / n,
@@ -107,10 +128,12 @@ class Lshrs:
 
     def search(self, q: np.ndarray, k: int, s: dict) -> np.ndarray:
         assert self.lsh is not None
+        self.lsh.rerank_depth = s.get("rerank_depth", self.lsh.rerank_depth)
         return np.array([h.id for h in self.lsh.query(q, top_k=k, num_probes=s["num_probes"], top_p=s["top_p"])])
 
     def search_many(self, qs: np.ndarray, k: int, s: dict) -> list[np.ndarray]:
         assert self.lsh is not None
+        self.lsh.rerank_depth = s.get("rerank_depth", self.lsh.rerank_depth)
         rows = self.lsh.query_many(qs, top_k=k, num_probes=s["num_probes"], top_p=s["top_p"])
         return [np.array([h.id for h in row]) for row in rows]
 
@@ -122,8 +145,12 @@ class Lshrs:
         """
         assert self.lsh is not None
         found = self.lsh.candidate_counts(qs, num_probes=s["num_probes"]).astype(float)
+        found_all = found
+        if s.get("rerank_depth") is not None and s["top_p"] is None:
+            found = np.minimum(found, max(s["rerank_depth"], TOP_K))
         if s["top_p"] is not None:
             found = np.minimum(found, np.maximum(np.ceil(found * s["top_p"]), TOP_K))
+        self.candidates = float(found_all.mean())
         return float(found.mean())
 
     def close(self) -> None:
@@ -133,21 +160,28 @@ class Lshrs:
 
 def sweep_lshrs(engine: Lshrs, grid: dict, corpus_n: int, queries: np.ndarray, truth: np.ndarray, timed: int):
     rows = []
-    for (tables, bits), probe_counts in grid.items():
-        built = engine.build(tables, bits)
+    for shape, probe_counts in grid.items():
+        built = engine.build(shape if isinstance(shape, tuple) else (shape,))
         for probes in probe_counts:
-            for top_p in TOP_P:
-                setting = {"num_probes": probes, "top_p": top_p}
+            for setting in _settings(engine.family, probes):
                 measured = alternatives.measure(engine, setting, queries, truth, timed)
                 row = {"engine": engine.name, **built, **setting, **measured}
                 row["reranked"] = engine.reranked(queries, setting)
                 row["reranked_fraction"] = row["reranked"] / corpus_n
+                row["candidates_fraction"] = engine.candidates / corpus_n
                 print(json.dumps(row), flush=True)
                 rows.append(row)
     return rows
 
 
-def best_lshrs(rows: list[dict], store_kind: str = "memory") -> dict | None:
+def _settings(family: str, probes: int) -> list[dict]:
+    """Query settings per probe count: top_p for hyperplanes (sketch-ranked), rerank depth for centroids."""
+    if family == "centroids":
+        return [{"num_probes": probes, "top_p": None, "rerank_depth": depth} for depth in DEPTHS]
+    return [{"num_probes": probes, "top_p": top_p} for top_p in TOP_P]
+
+
+def best_lshrs(rows: list[dict]) -> dict | None:
     """The fastest lshrs setting (p50) reaching the target recall while reranking at most 2% of the corpus."""
     ok = [r for r in rows if r["recall_at_10"] >= TARGET_RECALL and r["reranked_fraction"] <= 0.02]
     ok = ok or [r for r in rows if r["recall_at_10"] >= TARGET_RECALL]
@@ -158,14 +192,15 @@ def best_lshrs(rows: list[dict], store_kind: str = "memory") -> dict | None:
 
 def run_stores(best: dict, corpus: np.ndarray, texts: list[str], queries, truth, timed: int, url: str) -> list[dict]:
     """The best MemoryStore setting again with the documents in Redis hashes, Postgres and SQLite."""
-    setting = {"num_probes": best["num_probes"], "top_p": best["top_p"]}
+    setting = {k: best[k] for k in ("num_probes", "top_p", "rerank_depth") if k in best}
+    shape = (best["nlist"],) if best["family"] == "centroids" else (best["num_tables"], best["num_bits"])
     rows = []
     for kind, open_store in _other_stores(url):
         store, close = open_store()
         try:
-            engine = Lshrs(kind, url, store)
+            engine = Lshrs(kind, url, store, best["family"])
             filled = engine.fill(corpus, texts)
-            built = engine.build(best["num_tables"], best["num_bits"])
+            built = engine.build(shape)
             row = {"engine": engine.name, **filled, **built, **setting}
             row.update(alternatives.measure(engine, setting, queries, truth, timed))
             row["reranked"] = engine.reranked(queries, setting)
@@ -235,6 +270,9 @@ def main() -> None:
     parser.add_argument("--timed", type=int, default=100, help="of which timed one by one (p50, p95)")
     parser.add_argument("--quick", action="store_true", help="two lshrs builds only")
     parser.add_argument("--corpus", type=int, default=None, help="index only the first N documents (a dry run)")
+    parser.add_argument("--families", nargs="*", default=list(FAMILIES), help="lshrs hash families to sweep")
+    parser.add_argument("--no-stores", action="store_true", help="skip the Redis, Postgres and SQLite store runs")
+    parser.add_argument("--out", default="compare", help="results file stem under benchmarks/results")
     parser.add_argument(
         "--skip", nargs="*", default=[], help=f"alternatives to leave out: {' '.join(alternatives.ENGINES)}"
     )
@@ -247,16 +285,24 @@ def main() -> None:
     truth = realdata.exact_neighbours(queries, corpus, 100)
     load_before = os.getloadavg()
     rs = RedisServer()
+    grids = {
+        "hyperplanes": QUICK_GRID if args.quick else GRID,
+        "centroids": QUICK_CENTROID_GRID if args.quick else CENTROID_GRID,
+    }
+    rows: list[dict] = []
     try:
-        memory = Lshrs("memory", rs.url, MemoryStore())
-        filled = memory.fill(corpus, corpus_texts)
-        rows = sweep_lshrs(memory, QUICK_GRID if args.quick else GRID, len(corpus), queries, truth, args.timed)
-        for row in rows:
-            row.update(filled)
-        memory.close()
-        best = best_lshrs(rows)
-        if best is not None:
-            rows += run_stores(best, corpus, corpus_texts, queries, truth, args.timed, rs.url)
+        store = MemoryStore()
+        for family in args.families:
+            memory = Lshrs("memory", rs.url, store, family)
+            filled = memory.fill(corpus, corpus_texts)
+            swept = sweep_lshrs(memory, grids[family], len(corpus), queries, truth, args.timed)
+            for row in swept:
+                row.update(filled)
+            memory.close()
+            best = best_lshrs(swept)
+            rows += swept
+            if best is not None and not args.no_stores:
+                rows += run_stores(best, corpus, corpus_texts, queries, truth, args.timed, rs.url)
     finally:
         rs.stop()
     rows += run_alternatives(corpus, queries, truth, args.timed, set(args.skip))
@@ -273,9 +319,9 @@ def main() -> None:
         "rows": rows,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "compare.json").write_text(json.dumps(result, indent=2))
-    report.write(result, RESULTS)
-    print((RESULTS / "compare.md").read_text())
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2))
+    report.write(result, RESULTS, args.out)
+    print((RESULTS / f"{args.out}.md").read_text())
 
 
 if __name__ == "__main__":

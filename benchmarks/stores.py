@@ -132,6 +132,7 @@ def timed_query(lsh: LSHRS, vector: np.ndarray, top_p: float | None = None) -> t
         filter=None,
         exact_below=lsh.exact_below,
         batch_size=lsh.batch_size,
+        rerank_depth=lsh.rerank_depth,
     )
     targets = lsh.step_targets()
     watch.lap("other")  # validation, as in LSHRS.query

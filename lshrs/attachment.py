@@ -222,6 +222,8 @@ class Attachment:
 
     def _definition_of(self, family: HashFamily) -> Definition:
         group_bits, small_max = server_layout(self.buckets.client)
+        if family.code_bytes or not family.trained:
+            small_max = 0
         return Definition(
             dim=family.dim,
             num_tables=family.num_tables,
@@ -229,7 +231,7 @@ class Attachment:
             seed=self.seed,
             id_bytes=self.id_bytes,
             group_bits=min(group_bits, family.num_bits),
-            small_max=small_max,
+            small_max=small_max,  # 0 for buckets with ranking codes: few, large, each its own string
             family=family.kind,
             family_fields=family.fields(),
         )

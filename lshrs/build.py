@@ -67,6 +67,7 @@ def index_arrays(index: Attachment, ids: Any, vectors: Any, batch_size: int) -> 
         raise ValueError("index(ids, vectors): this centroid index is not trained yet, and its store is too small")
     for chunk_ids, codes, marks in hashed_chunks(index, batches, None):
         index.buckets.apply(add=index.buckets.group(chunk_ids, codes, marks))
+    index.buckets.collect_script_garbage()
     return len(id_arr)
 
 
@@ -105,6 +106,8 @@ def index_store(index: Attachment, batch_size: int, show_progress: bool) -> int:
     if how.recount:
         buckets.set_meta(entries=int(buckets.bucket_sizes().sum()))
     buckets.set_meta(build=BuildState.DONE.value)
+    if done:
+        buckets.collect_script_garbage()
     return done
 
 

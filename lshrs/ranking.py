@@ -102,6 +102,24 @@ def head(pairs: Pairs, limits: NDArray[np.int64]) -> Pairs:
     return pairs.take(within < limits[pairs.query])
 
 
+def best_per_query(pairs: Pairs, limits: NDArray[np.int64]) -> Pairs:
+    """The best `limits[q]` pairs of every query, ranked; `pairs` grouped by query but not sorted.
+
+    A single query (the common case) partitions instead of sorting all its
+    candidates: only the few hundred kept are sorted.
+    """
+    if len(pairs) == 0:
+        return pairs
+    if pairs.query[0] == pairs.query[-1]:
+        k = int(limits[pairs.query[0]])
+        if k < len(pairs):
+            keep = np.argpartition(-pairs.value, k - 1)[:k]
+            pairs = Pairs(pairs.query[keep], pairs.ids[keep], pairs.value[keep])
+        order = np.argsort(-pairs.value, kind="stable")
+        return Pairs(pairs.query[order], pairs.ids[order], pairs.value[order])
+    return head(rank(pairs), limits)
+
+
 def top_p_limits(pairs: Pairs, n_queries: int, top_k: int, top_p: float | None) -> NDArray[np.int64]:
     """How many candidates of each query to rerank: ceil(top_p * n), never fewer than top_k."""
     counts = pairs.per_query(n_queries)

@@ -135,17 +135,21 @@ def _search(
     found, count, generation = yield from candidates(index, vecs, probes)
     if req.rerank and count < req.exact_below:
         return (yield from _exact(vecs, req)), count
+    top = np.full(len(vecs), req.top_k)
+    if not req.rerank and family.code_bytes:
+        return ranking.best_per_query(found, top), count
     if not req.rerank:
-        scaled = found if family.code_bytes else ranking.Pairs(found.query, found.ids, found.value / family.num_tables)
-        return ranking.head(scaled, np.full(len(vecs), req.top_k)), count
+        return ranking.head(ranking.Pairs(found.query, found.ids, found.value / family.num_tables), top), count
     limits = ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
-    if family.code_bytes and req.top_p is None:  # the codes have ranked them: rerank the best few hundred
-        limits = np.minimum(limits, max(req.top_k, req.rerank_depth))
-    cache = index.sketches if req.top_p is not None and not family.code_bytes else None
-    chosen = ranking.head(found, limits) if cache is None else _by_sketch(cache, found, vecs, limits, generation)
+    if family.code_bytes:  # the codes score them: rerank the best few hundred (or the top_p share)
+        depth = limits if req.top_p is not None else np.minimum(limits, max(req.top_k, req.rerank_depth))
+        chosen = ranking.best_per_query(found, depth)
+    else:
+        cache = index.sketches if req.top_p is not None else None
+        chosen = ranking.head(found, limits) if cache is None else _by_sketch(cache, found, vecs, limits, generation)
     wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
     rows = yield call("store", "get", wanted, payload=False)
-    if cache is not None:
+    if index.sketches is not None and req.top_p is not None and not family.code_bytes:
         yield call("index", "learn_sketches", rows)
     scored = ranking.cosine_pairs(chosen, vecs, rows)
     if req.predicate is not None:
@@ -178,10 +182,11 @@ def _by_sketch(
 
 
 def candidates(index: Attachment, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int, bytes]]:
-    """Ids in the probed buckets ranked per query, the index size and its generation.
+    """Ids in the probed buckets per query, the index size and its generation.
 
-    Ranked by collision count, or for a family that keeps ranking codes in its
-    bucket entries, by the code's score against the query.
+    Ranked by collision count; or, for a family that keeps ranking codes in
+    its bucket entries, scored by the code against the query and left
+    unsorted (grouped by query): `ranking.best_per_query` keeps the best.
     """
     hasher = index.family
     assert hasher is not None
@@ -199,7 +204,7 @@ def candidates(index: Attachment, vecs: NDArray[np.float32], probes: int) -> Ste
         return ranking.count_collisions(queries, ids), size, generation
     # One entry per vector (one table, distinct probed buckets): no counting, the codes rank.
     scores = hasher.code_scores(vecs, queries, marks[at]).astype(np.float64)
-    return ranking.rank(ranking.Pairs(queries, ids, scores)), size, generation
+    return ranking.Pairs(queries, ids, scores), size, generation
 
 
 def probe(index: Attachment, vecs: NDArray[np.float32], probes: int) -> ranking.Pairs:

@@ -112,12 +112,13 @@ def test_probes_are_the_nearest_centroids_best_first(data, fitted):
 
 def test_fields_round_trip_exactly(fitted):
     fields = fitted.fields()
-    assert set(fields) == {"centroids", "mean", "nlist"}
+    assert set(fields) == {"centroids", "mean", "nlist", "trained_rows"}
     assert all(isinstance(v, bytes | int) for v in fields.values())
     as_read = {k: v if isinstance(v, bytes) else str(v).encode() for k, v in fields.items()}  # Redis returns bytes
     back = Centroids.from_fields(as_read, fitted.dim)
     assert np.array_equal(back.centroids, fitted.centroids) and np.array_equal(back.mean, fitted.mean)
     assert (back.num_bits, back.num_tables, back.dim) == (fitted.num_bits, fitted.num_tables, fitted.dim)
+    assert back.trained_rows == fitted.trained_rows > 0
     with pytest.raises(ValueError, match="fields"):
         Centroids.from_fields(as_read, fitted.dim + 1)
 
@@ -243,3 +244,19 @@ def test_ranking_codes_keep_the_true_neighbours(search_set):
 def test_ranking_by_codes_beats_random_order(search_set):
     assert recall_after_ranking(search_set, "random") < 0.2
     assert recall_after_ranking(search_set, "hamming") > 0.8
+
+
+def test_near_ties_are_decided_in_float64_whatever_the_batch():
+    rng = np.random.default_rng(5)
+    cents = rng.standard_normal((16, 48)).astype(np.float32)
+    cents /= np.linalg.norm(cents, axis=1, keepdims=True)
+    family = Centroids(cents, np.zeros(48, np.float32))
+    middle = (cents[3].astype(np.float64) + cents[9]) / 2  # as near cents[3] as cents[9]
+    nudged = [middle + t * (cents[9] - cents[3]) for t in (0.0, 1e-7, -1e-7, 1e-3)]
+    near = np.array(nudged, dtype=np.float32)
+    exact = np.argmax(near.astype(np.float64) @ cents.astype(np.float64).T, axis=1)
+    crowd = np.concatenate([rng.standard_normal((997, 48)).astype(np.float32), near])
+    for batch in (1, 3, 1000):
+        got = np.concatenate([family.codes(crowd[i : i + batch])[:, 0] for i in range(0, len(crowd), batch)])
+        assert got[-4:].tolist() == exact.tolist()
+        assert np.array_equal(got[:-4], np.argmax(crowd[:-4].astype(np.float64) @ cents.T.astype(np.float64), 1))

@@ -75,6 +75,14 @@ def _unpack_many(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int, byt
     return blob, sizes, int(entries), generation or b""
 
 
+def _unpack_strings(replies: list[Any]) -> tuple[bytes, NDArray[np.int64], int, bytes]:
+    """The replies of MGET over bucket strings and HMGET of the counters: (members, byte sizes, count, generation)."""
+    blobs = [blob or b"" for blob in replies[0]]
+    entries, generation = replies[1]
+    sizes = np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs))
+    return b"".join(blobs), sizes, int(entries or 0), generation or b""
+
+
 def _definition_args(fields: Mapping[str, bytes | str | int]) -> list[bytes | str | int]:
     """A new meta hash as script arguments (key, value, ...), with a fresh generation.
 
@@ -309,6 +317,11 @@ class Buckets:
     ) -> tuple[list[Call], Callable[[list[Any]], tuple[bytes, NDArray[np.int64], int, bytes]]]:
         """The calls that read the buckets, and how to parse their replies (members, sizes, count, generation)."""
         grp, field = self._split(codes)
+        if not self._cluster and self.layout.small_max == 0:
+            # Every bucket is its own string (few, large buckets): MGET hands back 64 buckets of
+            # 6 KB in 0.4 ms where a Lua script copying them into one reply took 3 ms.
+            keys = [b"%sb:{%d.%d}:%d" % (self.prefix, *k) for k in zip(tables.tolist(), grp.tolist(), field.tolist())]
+            return [("mget", keys, []), ("hmget", [self.meta_key], [ENTRIES, GENERATION])], _unpack_strings
         if not self._cluster:
             tokens = " ".join(map("%d.%d.%d".__mod__, zip(tables.tolist(), grp.tolist(), field.tolist())))
             return [("read_many", [], [self.prefix, tokens])], _unpack_many
@@ -391,6 +404,17 @@ class Buckets:
         for key in keys:
             pipe.unlink(key)
         return int(sum(pipe.execute()))
+
+    def collect_script_garbage(self) -> None:
+        """Free the Lua heap a bulk write leaves behind (standalone Redis).
+
+        The packed writes hand Lua megabytes of arguments; Redis collects that
+        garbage only a step per script call, so after a build its used_memory
+        holds tens of bytes per vector of it (measured: 54 B per vector after a
+        122k-vector centroid build) until later scripts run.
+        """
+        if not self._cluster:
+            self.client.eval("collectgarbage('collect') return 0", 0)
 
     def memory_usage(self) -> int:
         """Redis bytes of the bucket keys (MEMORY USAGE); raises redis.ResponseError where MEMORY is refused."""
