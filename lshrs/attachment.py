@@ -136,6 +136,22 @@ class Attachment:
         log.info("index %r: trained %d centroids on %d of %d rows", self.name, nlist, len(sample), seen)
         return True
 
+    def count(self) -> int:
+        """Vectors the index answers from: those in its buckets, or a centroid index's store until it trains."""
+        family = self.family
+        if family is None:
+            return 0
+        if not family.trained:
+            return self.store.count()
+        return self.buckets.entry_count() // family.num_tables
+
+    def outgrown(self) -> bool:
+        """True when a centroid index holds `centroids.RETRAIN_GROWTH` times the rows it was trained on."""
+        family = self.family
+        if not isinstance(family, centroids.Centroids) or not family.trained_rows:
+            return False
+        return self.buckets.entry_count() > centroids.RETRAIN_GROWTH * family.trained_rows
+
     def redefine(self, dim: int, num_tables: int, num_bits: int, num_probes: int) -> None:
         """Give the index new tables, bits and probes; `index()` then rebuilds the buckets from the store.
 
@@ -147,6 +163,7 @@ class Attachment:
         if self.definition is not None:
             self.requested.update(self.definition.params)
         self.requested.update({fields.DIM: dim, fields.NUM_TABLES: num_tables, fields.NUM_BITS: num_bits})
+        self.requested_family = Hyperplanes.kind  # tables and bits are the hyperplanes' parameters
         extra = {fields.NUM_PROBES: num_probes, fields.BUILD: BuildState.REDEFINE.value}
         self._replace(self._new_definition(dim), extra)
 
@@ -214,7 +231,7 @@ class Attachment:
 
     def _new_definition(self, dim: int) -> Definition:
         """The requested parameters (defaults for the rest): fresh hyperplanes, or untrained centroids."""
-        if self.requested_family == centroids.Centroids.kind:
+        if (self.requested_family or fields.DEFAULT_FAMILY) == centroids.Centroids.kind:
             return self._definition_of(centroids.Untrained(dim))
         get = self.requested.get
         tables, bits = get(fields.NUM_TABLES, fields.DEFAULT_NUM_TABLES), get(fields.NUM_BITS, fields.DEFAULT_NUM_BITS)
@@ -223,7 +240,8 @@ class Attachment:
     def _definition_of(self, family: HashFamily) -> Definition:
         group_bits, small_max = server_layout(self.buckets.client)
         if family.code_bytes or not family.trained:
-            small_max = 0
+            # few, large buckets: each its own string, under its own hash tag (so they spread over a cluster)
+            group_bits, small_max = 0, 0
         return Definition(
             dim=family.dim,
             num_tables=family.num_tables,
@@ -231,7 +249,7 @@ class Attachment:
             seed=self.seed,
             id_bytes=self.id_bytes,
             group_bits=min(group_bits, family.num_bits),
-            small_max=small_max,  # 0 for buckets with ranking codes: few, large, each its own string
+            small_max=small_max,
             family=family.kind,
             family_fields=family.fields(),
         )

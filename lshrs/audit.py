@@ -66,9 +66,8 @@ def stats(index: Attachment) -> dict[str, Any]:
     """Counts, parameters, bucket-size distribution and Redis memory; one SCAN of the index's keys."""
     sizes = index.buckets.bucket_sizes()
     pct = np.percentile(sizes, [50, 90, 99]).tolist() if len(sizes) else [0, 0, 0]
-    tables = index.family.num_tables if index.family is not None else 1
     return {
-        "count": index.buckets.entry_count() // tables if index.family is not None else 0,
+        "count": index.count(),
         "store_count": index.store.count(),
         **({} if index.definition is None else index.definition.params),
         "buckets": int(len(sizes)),

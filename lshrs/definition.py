@@ -29,7 +29,7 @@ NUM_BITS = "num_bits"
 SEED = "seed"
 ID_BYTES = "id_bytes"
 FORMAT = "format"
-FAMILY = "family"  # absent in indexes made before there was a choice: hyperplanes
+FAMILY = "family"  # absent in indexes made before there was a choice: LEGACY_FAMILY
 GROUP_BITS = "group_bits"
 SMALL_MAX = "small_max"
 # Changed while the index lives:
@@ -45,7 +45,11 @@ PARAMS = (DIM, NUM_TABLES, NUM_BITS, SEED, ID_BYTES)
 # What survives `index(rebuild=True)`: everything but the build state, checkpoint and counters.
 _KEPT_ON_REBUILD = (*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NEXT_ID, NUM_PROBES)
 
-DEFAULT_FAMILY = "hyperplanes"
+LEGACY_FAMILY = "hyperplanes"  # the family of a definition that names none
+# New indexes: centroid buckets with ranking codes. On 121,900 real MiniLM vectors
+# (benchmarks/results/compare.md) they reach recall@10 0.96 reading 7 % of the corpus
+# as codes and reranking 100 vectors, where hyperplanes needed 12-19 % as candidates.
+DEFAULT_FAMILY = "centroids"
 # Defaults from benchmarks/compare.py on 121,900 real MiniLM embeddings
 # (Wikipedia passages + WordNet glosses; benchmarks/results/compare.md):
 # L=16, K=14, 128 probes reached recall@10 0.973 reranking 19% of the corpus
@@ -82,7 +86,7 @@ class Definition:
     id_bytes: int
     group_bits: int
     small_max: int
-    family: str = DEFAULT_FAMILY
+    family: str = LEGACY_FAMILY
     # the family's own fields (e.g. the hyperplanes as raw float32), as stored
     family_fields: Mapping[str, bytes | int] = field(default_factory=dict, repr=False)
 
@@ -94,7 +98,7 @@ class Definition:
     def to_meta(self) -> dict[str, Any]:
         return {
             **self.params,
-            FORMAT: FORMAT_VERSION if self.family == DEFAULT_FAMILY else FORMAT_WITH_CODES,
+            FORMAT: FORMAT_VERSION if self.family == LEGACY_FAMILY else FORMAT_WITH_CODES,
             FAMILY: self.family,
             GROUP_BITS: self.group_bits,
             SMALL_MAX: self.small_max,
@@ -128,7 +132,7 @@ class Meta:
         if version not in READABLE_FORMATS:
             readable = " and ".join(map(str, READABLE_FORMATS))
             raise ValueError(f"index {name!r}: format version {version}, this lshrs reads {readable}")
-        family = raw.get(FAMILY, DEFAULT_FAMILY.encode()).decode()
+        family = raw.get(FAMILY, LEGACY_FAMILY.encode()).decode()
         fixed = {*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NUM_PROBES, NEXT_ID, BUILD, INDEXED_THROUGH,
                  ENTRIES, GENERATION}  # fmt: skip
         definition = Definition(
@@ -155,17 +159,20 @@ class Meta:
         return self.raw.get(NEXT_ID)
 
 
-FAMILIES = (DEFAULT_FAMILY, "centroids")
+FAMILIES = ("hyperplanes", "centroids")
 
 
 def check_family(family: Any, requested: Mapping[str, int]) -> str | None:
-    """The hash family asked for (None: the index's, or the default for a new one)."""
+    """The hash family asked for (None: the index's, or the default for a new one).
+
+    Tables or bits without a family ask for hyperplanes: they are its parameters.
+    """
+    clash = [k for k in (NUM_TABLES, NUM_BITS) if k in requested]
     if family is None:
-        return None
+        return "hyperplanes" if clash else None
     if family not in FAMILIES:
         raise ValueError(f"family: expected one of {', '.join(map(repr, FAMILIES))}, got {family!r}")
-    clash = [k for k in (NUM_TABLES, NUM_BITS) if k in requested]
-    if family != DEFAULT_FAMILY and clash:
+    if family != "hyperplanes" and clash:
         raise ValueError(f"{', '.join(clash)}: parameters of the hyperplanes family; a {family} index has nlist")
     return str(family)
 

@@ -335,7 +335,10 @@ class LSHRS:
                 learns them from the vectors it reads, or from `warm()`),
                 else by collision count; the unknown ones get a share of
                 their own, so a cold process reranks up to twice as many.
-            rerank: False skips the store and ranks ids by collision count.
+            rerank: False skips the store: ids ranked by collision count (hyperplanes;
+                score = share of tables) or by ranking code (centroids; score = the
+                code's estimate, not a cosine). An index too small to train
+                answers from the store either way.
             num_probes: buckets visited per table (default: the instance's).
             filter: only documents whose metadata has these key/values (a
                 dict), or for which this callable of the metadata is true.
@@ -531,9 +534,12 @@ class LSHRS:
     # -- introspection -----------------------------------------------------
 
     def count(self) -> int:
-        """Vectors in the buckets (each holds one entry per table)."""
-        family = self.hasher
-        return 0 if family is None else self.buckets.entry_count() // family.num_tables
+        """Vectors the index answers from: those in the buckets (each holds one entry per table).
+
+        A centroid index too small to train answers from its store directly, so
+        its count is the store's.
+        """
+        return self.attachment.count()
 
     def stats(self) -> dict[str, Any]:
         """Counts, parameters, bucket-size distribution and Redis memory.

@@ -131,7 +131,7 @@ def _search(
     family = index.family
     assert family is not None
     if not family.trained:  # a centroid index too small to train has no buckets: the store is the index
-        return ((yield from _exact(vecs, req)) if req.rerank else _nothing()), 0
+        return (yield from _exact(vecs, req)), 0  # rerank=False too: there is nothing else to rank by
     found, count, generation = yield from candidates(index, vecs, probes)
     if req.rerank and count < req.exact_below:
         return (yield from _exact(vecs, req)), count
@@ -211,10 +211,6 @@ def probe(index: Attachment, vecs: NDArray[np.float32], probes: int) -> ranking.
     """`candidates` with the blocking client: every query's distinct candidate ids and collision counts."""
     found, _, _ = steps.run(candidates(index, vecs, probes), {"buckets": index.buckets})
     return found
-
-
-def _nothing() -> ranking.Pairs:
-    return ranking.Pairs(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0))
 
 
 def _exact(vecs: NDArray[np.float32], req: Request) -> Steps[ranking.Pairs]:

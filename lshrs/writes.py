@@ -53,7 +53,8 @@ def ingest_steps(
             part.ids = yield from new_ids(len(part))
         yield from locked(index.name, part.ids, replace_steps(index, part, family))
         written.append(part.ids)
-    if not family.trained:  # a centroid index trains itself once its store is large enough
+    if not family.trained or (yield call("index", "outgrown")):
+        # a centroid index trains itself once its store is large enough, and again as it grows
         yield call("build", "train_and_index", index, batch_size)
     return np.concatenate(written)
 

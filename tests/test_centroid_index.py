@@ -78,14 +78,15 @@ def test_a_small_index_stays_exact_then_trains_itself(make_index):
     lsh = make_index(family="centroids", exact_below=0)
     first = TRAIN_MIN_ROWS // 2
     lsh.ingest(vectors=vectors[:first])
-    assert not lsh.hasher.trained and lsh.count() == 0  # no buckets yet: the store is the index
+    assert not lsh.hasher.trained and lsh.stats()["buckets"] == 0  # no buckets yet: the store is the index
+    assert lsh.count() == first
     hits = lsh.query(vectors[3], top_k=4)
     assert len(hits) == 4 and hits[0].id == 4  # generated ids start at 1; exact answers meanwhile
     assert lsh.delete([4]) == 1 and lsh.query(vectors[3], top_k=1)[0].id != 4
     lsh.ingest(vectors=vectors[first:])  # crosses the threshold: trains and places every stored row
     assert lsh.hasher.trained and lsh.count() == len(vectors) - 1
     assert lsh.verify()["ok"]
-    assert lsh.query(vectors[200], top_k=1)[0].id == 201
+    assert lsh.query(vectors[150], top_k=1)[0].id == 151
 
 
 def test_replace_and_delete_move_entries_and_codes(make_index, corpus):

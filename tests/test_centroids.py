@@ -8,6 +8,7 @@ import pytest
 from lshrs import centroids as centroids_module
 from lshrs.centroids import (
     MAX_NLIST,
+    MIN_CODE_BITS,
     MIN_ROWS_PER_CENTROID,
     Centroids,
     asymmetric_scores,
@@ -112,13 +113,16 @@ def test_probes_are_the_nearest_centroids_best_first(data, fitted):
 
 def test_fields_round_trip_exactly(fitted):
     fields = fitted.fields()
-    assert set(fields) == {"centroids", "mean", "nlist", "trained_rows"}
+    assert set(fields) == {"centroids", "mean", "nlist", "trained_rows"} | (
+        {"projection"} if fitted.dim < MIN_CODE_BITS else set()
+    )
     assert all(isinstance(v, bytes | int) for v in fields.values())
     as_read = {k: v if isinstance(v, bytes) else str(v).encode() for k, v in fields.items()}  # Redis returns bytes
     back = Centroids.from_fields(as_read, fitted.dim)
     assert np.array_equal(back.centroids, fitted.centroids) and np.array_equal(back.mean, fitted.mean)
     assert (back.num_bits, back.num_tables, back.dim) == (fitted.num_bits, fitted.num_tables, fitted.dim)
     assert back.trained_rows == fitted.trained_rows > 0
+    assert np.array_equal(back.rank_codes(fitted.centroids), fitted.rank_codes(fitted.centroids))
     with pytest.raises(ValueError, match="fields"):
         Centroids.from_fields(as_read, fitted.dim + 1)
 

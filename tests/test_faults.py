@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -115,17 +116,27 @@ class PersistentRedis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def test_redis_killed_mid_index_then_rerun_indexes_every_row_once(monkeypatch):
+class SlowScan(MemoryStore):
+    """A MemoryStore whose scan takes 20 ms a batch, so a kill can land in the middle of a build."""
+
+    def scan(self, **kwargs):
+        for rows in super().scan(**kwargs):
+            time.sleep(0.02)
+            yield rows
+
+
+@pytest.mark.parametrize("family, tables", [("hyperplanes", 16), ("centroids", 1)])
+def test_redis_killed_mid_index_then_rerun_indexes_every_row_once(monkeypatch, family, tables):
     import lshrs.build
 
-    # write the buckets every 200 rows, so that the kill lands in the middle of the build
-    monkeypatch.setattr(lshrs.build, "FLUSH_ENTRIES", 12 * 200)
+    # write the buckets every 200 rows (a scanned batch), so that the kill lands in the middle of the build
+    monkeypatch.setattr(lshrs.build, "FLUSH_ENTRIES", tables * 200)
     server = PersistentRedis()
-    store = MemoryStore()
+    store = SlowScan()
     vectors = clustered(6000, dim=32)
     store.put(np.arange(6000), vectors)
     try:
-        lsh = LSHRS(name="killed", redis_url=server.url, store=store, batch_size=200)
+        lsh = LSHRS(name="killed", redis_url=server.url, store=store, batch_size=200, family=family)
         failure: list[BaseException] = []
         build = threading.Thread(target=lambda: _capture(failure, lsh.index))
         build.start()
@@ -161,22 +172,22 @@ def test_postgres_down_gives_a_clear_error_and_no_bucket_entries(redis_url, name
     pg.start()
     try:
         lsh = LSHRS(name=name, redis_url=redis_url, store=PostgresStore(pg.dsn, table=name))
-        lsh.ingest(vectors=clustered(50, dim=8), ids=np.arange(50))
+        lsh.ingest(vectors=clustered(100, dim=8), ids=np.arange(100))  # enough rows for the centroids to train
         _pg_ctl(pg, "-m", "immediate", "stop")
         with pytest.raises(psycopg.OperationalError):
             lsh.ingest(vectors=clustered(5, dim=8, seed=3), ids=np.arange(100, 105))
         with pytest.raises(psycopg.OperationalError):
             lsh.query(np.ones(8), top_k=3)
         indexed = {int(i) for _, _, ids in lsh.buckets.every_bucket() for i in ids}
-        assert indexed == set(range(50))  # nothing for rows that never reached the store
-        assert lsh.count() == 50
+        assert indexed == set(range(100))  # nothing for rows that never reached the store
+        assert lsh.count() == 100
 
         _pg_ctl(pg, "-w", "-o", f"-p {pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={pg.root}",
                 "-l", str(Path(pg.root) / "log"), "start")  # fmt: skip
         again = LSHRS(name=name, redis_url=redis_url, store=PostgresStore(pg.dsn, table=name))
         assert again.verify()["ok"]
         again.ingest(vectors=clustered(5, dim=8, seed=3), ids=np.arange(100, 105))
-        assert again.count() == again.store.count() == 55
+        assert again.count() == again.store.count() == 105
         again.clear()
     finally:
         pg.stop()

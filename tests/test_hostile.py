@@ -727,7 +727,8 @@ def test_bad_credentials_raise_redis_own_error(auth_redis, auth):
 async def test_a_wrong_async_password_raises_redis_own_error(auth_redis, name):
     good = redis.Redis(port=auth_redis, password=PASSWORD)
     bad = redis.asyncio.Redis(port=auth_redis, password="wrong")
-    lsh = LSHRS(redis=good, async_redis=bad, name=name, store=MemoryStore())
+    # hyperplanes: a two-row centroid index answers from its store without reading Redis
+    lsh = LSHRS(redis=good, async_redis=bad, name=name, store=MemoryStore(), family="hyperplanes")
     lsh.ingest(vectors=unit_vectors(2), ids=[1, 2])
     with pytest.raises(redis.exceptions.AuthenticationError):
         await lsh.aquery(unit_vectors(1)[0], top_k=1)

@@ -55,7 +55,7 @@ def test_above_exact_threshold_still_returns_k(make_index):
 
 def test_top_p_reranks_a_slice_and_rerank_false_counts(make_index):
     vectors = clustered(5_000)
-    lsh = make_index()
+    lsh = make_index(family="hyperplanes")  # rerank=False scores are collision shares
     lsh.ingest(vectors=vectors)
     narrow = lsh.query(vectors[7], top_k=10, top_p=0.01)
     assert len(narrow) == 10

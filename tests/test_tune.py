@@ -27,6 +27,17 @@ GRID = {"num_tables": [8, 16], "num_bits": [6, 8], "num_probes": [4, 16]}
 SMALL = dict(sample_size=2_000, num_queries=60, grid=GRID)
 
 
+@pytest.fixture
+def make_index(make_index):
+    """Hyperplane indexes: the tuner measures (tables, bits, probes), the hyperplanes' parameters."""
+
+    def make(**kwargs) -> LSHRS:
+        kwargs.setdefault("family", "hyperplanes")
+        return make_index(**kwargs)
+
+    return make
+
+
 def loaded(make_index, **kwargs) -> LSHRS:
     lsh = make_index(**kwargs)
     lsh.ingest(vectors=CORPUS, ids=np.arange(N) * 7)  # ids unlike positions: the sample must keep them apart

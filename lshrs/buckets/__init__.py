@@ -414,7 +414,7 @@ class Buckets:
         122k-vector centroid build) until later scripts run.
         """
         if not self._cluster:
-            self.client.eval("collectgarbage('collect') return 0", 0)
+            self.client.execute_command("EVAL", "collectgarbage('collect') return 0", 0)
 
     def memory_usage(self) -> int:
         """Redis bytes of the bucket keys (MEMORY USAGE); raises redis.ResponseError where MEMORY is refused."""

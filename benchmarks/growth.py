@@ -1,0 +1,166 @@
+"""How a centroid index's query cost grows with the corpus, on real embeddings.
+
+    .venv/bin/python benchmarks/growth.py [--sizes 30000 60000 121900] [--queries 200]
+
+For each size, the first N documents of realdata.py's corpus go into a
+MemoryStore and a centroid index at the defaults (nlist = default_nlist(N),
+probes = nlist / 12, rerank depth 100) is built on a fresh Redis; the
+held-out queries' exact top-10 within those N documents is the truth. It
+records recall@10, candidates (bucket entries whose codes a query scores),
+the vectors it reranks, p50 / p95 of single queries and Redis bytes per
+vector, then fits candidates ~ n^a and p50 ~ n^b by least squares on the
+logs and projects both to 6.4 million and 45 million vectors (the English
+Wikipedia articles and passages). Writes results/growth.json and growth.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import redis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
+
+import realdata  # noqa: E402
+from servers import RedisServer  # noqa: E402
+
+from lshrs import LSHRS, MemoryStore, __version__  # noqa: E402
+from lshrs.centroids import DEFAULT_RERANK_DEPTH, default_nlist, default_probes  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+TARGETS = {"English Wikipedia articles": 6_400_000, "English Wikipedia passages": 45_000_000}
+TIMED = 100
+
+
+def measure(size: int, corpus: np.ndarray, queries: np.ndarray) -> dict:
+    """One size on its own Redis: build, recall, candidates, latency and memory."""
+    vectors = corpus[:size]
+    truth = realdata.exact_neighbours(queries, vectors, 10)[:, :10]
+    server = RedisServer()
+    try:
+        client = redis.Redis.from_url(server.url)
+        store = MemoryStore()
+        store.put(np.arange(size), vectors)
+        base = client.info("memory")["used_memory"]
+        lsh = LSHRS(name="growth", redis=client, store=store)
+        started = time.perf_counter()
+        lsh.index()
+        build_s = time.perf_counter() - started
+        time.sleep(3)  # Redis shrinks the write's client query buffer within a couple of seconds
+        used = client.info("memory")["used_memory"] - base
+        hits = lsh.query_many(queries, top_k=10)
+        recall = float(np.mean([len({h.id for h in row} & set(t)) / 10 for row, t in zip(hits, truth.tolist())]))
+        candidates = lsh.candidate_counts(queries).astype(float)
+        times = []
+        for q in queries[: TIMED + 1]:
+            t0 = time.perf_counter()
+            lsh.query(q, top_k=10)
+            times.append(time.perf_counter() - t0)
+        ms = np.array(times[1:]) * 1e3
+        nlist = default_nlist(size)
+        return {
+            "n": size,
+            "nlist": nlist,
+            "num_probes": lsh.num_probes,
+            "expected_probes": default_probes(nlist),
+            "recall_at_10": recall,
+            "candidates": float(candidates.mean()),
+            "candidates_fraction": float(candidates.mean() / size),
+            "reranked": float(np.minimum(candidates, DEFAULT_RERANK_DEPTH).mean()),
+            "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)),
+            "build_vectors_per_s": size / build_s,
+            "redis_bytes_per_vector": used / size,
+        }
+    finally:
+        server.stop()
+
+
+def fit(rows: list[dict], key: str) -> tuple[float, float]:
+    """(exponent, constant) of key ~ constant * n^exponent, least squares on the logs."""
+    slope, intercept = np.polyfit(np.log([r["n"] for r in rows]), np.log([r[key] for r in rows]), 1)
+    return float(slope), float(np.exp(intercept))
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        f"# Growth of a centroid index's query cost: {len(r['rows'])} sizes of the real MiniLM corpus",
+        "",
+        f"lshrs {r['lshrs']}, Python {r['python']}, {r['machine']}; load average {r['load'][0]:.2f}. "
+        f"{r['queries']} held-out queries, the first {TIMED} timed one at a time; MemoryStore; defaults "
+        f"(nlist = default_nlist(n), probes = nlist / 12, rerank depth {DEFAULT_RERANK_DEPTH}).",
+        "Reproduce: `.venv/bin/python benchmarks/growth.py`.",
+        "",
+        "| n | nlist | probes | recall@10 | candidates | share | reranked | p50 ms | p95 ms | Redis B/vector |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for x in r["rows"]:
+        lines.append(
+            f"| {x['n']:,} | {x['nlist']:,} | {x['num_probes']} | {x['recall_at_10']:.3f} | {x['candidates']:,.0f} "
+            f"| {100 * x['candidates_fraction']:.2f} % | {x['reranked']:,.0f} | {x['p50_ms']:.2f} | {x['p95_ms']:.2f} "
+            f"| {x['redis_bytes_per_vector']:.0f} |"
+        )
+    a, b = r["fit"]["candidates"], r["fit"]["p50_ms"]
+    lines += [
+        "",
+        f"Fitted: candidates ~ n^{a[0]:.2f}, p50 ~ n^{b[0]:.2f} (least squares on the logs of the rows above; "
+        "the aim is p50 growing no faster than n^0.5).",
+        "",
+        "| projected to | n | candidates | p50 ms |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for label, n in TARGETS.items():
+        p = r["projection"][label]
+        lines.append(f"| {label} | {n:,} | {p['candidates']:,.0f} | {p['p50_ms']:.1f} |")
+    lines += [
+        "",
+        "The projection extends a fit over a 4x range of sizes by 50-370x: read it as the shape of the",
+        "growth, not as a promise. The defaults keep probes at nlist / 12, so the share of the corpus a query",
+        "scores falls like 1 / sqrt(n) while nlist grows like sqrt(n); the centroid scoring itself (nlist dot",
+        "products) grows like sqrt(n) too.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[30_000, 60_000, 121_900])
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    _, vectors = realdata.load()
+    held, keep = realdata.split_rows(len(vectors), args.queries)
+    corpus, queries = vectors[keep], vectors[held]
+    load = os.getloadavg()
+    rows = []
+    for size in args.sizes:
+        row = measure(min(size, len(corpus)), corpus, queries)
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    fits = {key: fit(rows, key) for key in ("candidates", "p50_ms")}
+    projection = {label: {key: c * n**a for key, (a, c) in fits.items()} for label, n in TARGETS.items()}
+    result = {
+        "lshrs": __version__,
+        "python": platform.python_version(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
+        "load": load,
+        "queries": len(queries),
+        "rows": rows,
+        "fit": fits,
+        "projection": projection,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "growth.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / "growth.md").write_text(markdown(result))
+    print((RESULTS / "growth.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
