@@ -11,14 +11,10 @@ from lshrs.centroids import (
     MIN_CODE_BITS,
     MIN_ROWS_PER_CENTROID,
     Centroids,
-    asymmetric_scores,
-    centre,
     default_nlist,
-    hamming,
-    hamming_pairs,
-    rank_codes,
     train,
 )
+from lshrs.codes import asymmetric_scores, centre, hamming, hamming_pairs, rank_codes
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -130,9 +126,9 @@ def test_fields_round_trip_exactly(fitted):
 @pytest.mark.parametrize(
     ("sample", "nlist", "error", "message"),
     [
-        (np.ones((20, 4)), 0, ValueError, "nlist: expected at least 1"),
-        (np.ones((20, 4)), 2.5, TypeError, "nlist: expected an integer"),
-        (np.ones((20, 4)), True, TypeError, "nlist: expected an integer"),
+        (np.ones((20, 4)), 0, ValueError, "nlist: expected >= 1"),
+        (np.ones((20, 4)), 2.5, TypeError, "nlist: expected an int"),
+        (np.ones((20, 4)), True, TypeError, "nlist: expected an int"),
         (np.ones((3, 4)), 4, ValueError, "sample: expected at least nlist=4 rows, got 3"),
         (np.array([[1.0, np.nan], [1.0, 0.0]]), 1, ValueError, "sample: holds NaN"),
         (np.array([[1.0, 0.0], [0.0, 0.0]]), 1, ValueError, "sample: row 1 is all zeros"),

@@ -38,7 +38,7 @@ import asyncio
 import logging
 import secrets
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -47,14 +47,13 @@ from redis.exceptions import NoScriptError
 
 from lshrs.buckets import packing
 from lshrs.buckets.packing import BucketWrites, Layout, server_layout
+from lshrs.buckets.scans import Housekeeping
 from lshrs.buckets.scripts import READS, SCRIPTS, Call, queue
 from lshrs.definition import ENTRIES, GENERATION, NEXT_ID
 
 __all__ = ["BucketWrites", "Buckets", "Fetched", "Layout", "server_layout", "store_prefix"]
 
 log = logging.getLogger("lshrs")
-
-_SCAN_COUNT = 1000
 
 
 def store_prefix(name: str) -> bytes:
@@ -96,7 +95,7 @@ def _definition_args(fields: Mapping[str, bytes | str | int]) -> list[bytes | st
     return argv
 
 
-class Buckets:
+class Buckets(Housekeeping):
     """Bucket storage for one named index on one Redis (or Redis Cluster)."""
 
     def __init__(self, client: Any, name: str, layout: Layout | None = None) -> None:
@@ -355,82 +354,6 @@ class Buckets:
             return found.astype(np.int64), sizes // self.layout.id_bytes, entries, generation, None
         return found["id"].astype(np.int64), sizes // self.layout.entry_bytes, entries, generation, found["code"]
 
-    def _ids_of(self, blob: bytes) -> NDArray[np.int64]:
-        found = np.frombuffer(blob, dtype=self.layout.entry_dtype)
-        return (found["id"] if self.layout.code_bytes else found).astype(np.int64)
-
-    # -- housekeeping -----------------------------------------------------
-
-    def every_bucket(self) -> Iterator[tuple[int, int, NDArray[np.int64]]]:
-        """Every bucket as (table, code, ids): a full SCAN, for checks and repair."""
-        bits = self.layout.group_bits
-        for key in self._scan(self.prefix + b"b:*"):
-            tag, _, field = key[len(self.prefix) + 3 :].partition(b"}:")
-            table, group = (int(x) for x in tag.strip(b"{}").split(b"."))
-            if field:
-                value = self.client.get(key)
-                values = {int(field): value} if value else {}
-            else:
-                values = {int(f): v for f, v in self.client.hgetall(key).items()}
-            for f, blob in values.items():
-                yield table, group << bits | f, self._ids_of(blob)
-
-    def clear(self) -> int:
-        """Unlink every key of this index; returns how many were removed."""
-        return self._unlink_matching(self.prefix + b"*")
-
-    def drop_buckets(self) -> int:
-        """Unlink the bucket keys only: the meta hash, locks and job checkpoints stay."""
-        return self._unlink_matching(self.prefix + b"b:*")
-
-    def _unlink_matching(self, match: bytes) -> int:
-        removed = 0
-        batch: list[bytes] = []
-        for key in self._scan(match):
-            batch.append(key)
-            if len(batch) >= _SCAN_COUNT:
-                removed += self._unlink(batch)
-                batch = []
-        removed += self._unlink(batch)
-        return removed
-
-    def _scan(self, match: bytes) -> Iterator[bytes]:
-        yield from self.client.scan_iter(match=match, count=_SCAN_COUNT)
-
-    def _unlink(self, keys: list[bytes]) -> int:
-        if not keys:
-            return 0
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            pipe.unlink(key)
-        return int(sum(pipe.execute()))
-
-    def collect_script_garbage(self) -> None:
-        """Free the Lua heap a bulk write leaves behind (standalone Redis).
-
-        The packed writes hand Lua megabytes of arguments; Redis collects that
-        garbage only a step per script call, so after a build its used_memory
-        holds tens of bytes per vector of it (measured: 54 B per vector after a
-        122k-vector centroid build) until later scripts run.
-        """
-        if not self._cluster:
-            self.client.execute_command("EVAL", "collectgarbage('collect') return 0", 0)
-
-    def memory_usage(self) -> int:
-        """Redis bytes of the bucket keys (MEMORY USAGE); raises redis.ResponseError where MEMORY is refused."""
-        total = 0
-        batch: list[bytes] = []
-        for key in [*self._scan(self.prefix + b"b:*"), None]:
-            if key is not None:
-                batch.append(key)
-            if batch and (key is None or len(batch) >= _SCAN_COUNT):
-                pipe = self.client.pipeline(transaction=False)
-                for one in batch:
-                    pipe.memory_usage(one, samples=0)
-                total += sum(int(v or 0) for v in pipe.execute())
-                batch = []
-        return total
-
     # -- job checkpoints ----------------------------------------------------
 
     def job_state(self, job: str) -> dict[str, str]:
@@ -442,29 +365,3 @@ class Buckets:
 
     def _job_key(self, job: str) -> bytes:
         return self.prefix + b"job:" + job.encode()
-
-    def bucket_sizes(self) -> NDArray[np.int64]:
-        """Member count of every bucket (pipelined HVALS / STRLEN over a SCAN)."""
-        sizes: list[int] = []
-        batch: list[bytes] = []
-        for key in self._scan(self.prefix + b"b:*"):
-            batch.append(key)
-            if len(batch) >= _SCAN_COUNT:
-                sizes += self._lengths(batch)
-                batch = []
-        sizes += self._lengths(batch)
-        return np.array(sizes, dtype=np.int64) // self.layout.entry_bytes
-
-    def _lengths(self, keys: list[bytes]) -> list[int]:
-        if not keys:
-            return []
-        pipe = self.client.pipeline(transaction=False)
-        for key in keys:
-            if key.endswith(b"}"):
-                pipe.hvals(key)
-            else:
-                pipe.strlen(key)
-        lengths: list[int] = []
-        for value in pipe.execute():
-            lengths += [len(v) for v in value] if isinstance(value, list) else [int(value)]
-        return lengths
