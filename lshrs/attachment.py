@@ -138,9 +138,10 @@ class Attachment:
 
     def count(self) -> int:
         """Vectors the index answers from: those in its buckets, or a centroid index's store until it trains."""
+        if self.family is None and not self.attach():
+            return 0  # attach first: another process may have made the index since this one looked
         family = self.family
-        if family is None:
-            return 0
+        assert family is not None
         if not family.trained:
             return self.store.count()
         return self.buckets.entry_count() // family.num_tables

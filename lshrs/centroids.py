@@ -366,7 +366,7 @@ def _unit_rows(sample: Any, name: str) -> NDArray[np.float32]:
     x = x.astype(np.float32, copy=False)
     if not np.isfinite(x).all():
         raise ValueError(f"{name}: holds NaN or inf")
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]  # float64: no over- or underflow
     if (norms == 0).any():
         raise ValueError(f"{name}: row {int(np.flatnonzero(norms[:, 0] == 0)[0])} is all zeros")
-    return x / norms
+    return (x / norms).astype(np.float32)

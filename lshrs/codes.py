@@ -29,7 +29,7 @@ _POPCOUNT8 = (_SIGNS > 0).sum(axis=1)  # set bits per byte value, for numpy < 2.
 def centre(vectors: NDArray[np.float32], mean: NDArray[np.float32]) -> NDArray[np.float32]:
     """unit(vector) - mean: what the codes take the signs of, and what a query ranks with."""
     x = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]  # float64: no overflow
     return (x / np.where(norms > 0, norms, 1.0) - mean).astype(np.float32)
 
 
@@ -46,7 +46,7 @@ def rank_codes(
     if bits > x.shape[1]:
         raise ValueError(f"bits: expected at most the dimension {x.shape[1]}, got {bits}")
     # sign(x / |x| - mean) without dividing: x > |x| * mean (|x| > 0)
-    norms = np.sqrt(np.einsum("ij,ij->i", x, x))[:, None]
+    norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]  # float64: no overflow
     return np.packbits(x[:, :bits] > norms * mean[:bits], axis=1)
 
 

@@ -134,7 +134,7 @@ class LSHRS:
         self._num_probes = None if num_probes is None else inputs.positive("num_probes", num_probes)
         self.batch_size = inputs.positive("batch_size", batch_size)
         self.show_progress = show_progress
-        self.exact_below = exact_below
+        self.exact_below = inputs.non_negative("exact_below", exact_below)
         sketch_capacity = inputs.non_negative("sketch_cache", sketch_cache)
         requested = check_requested(
             {"dim": dim, "num_tables": num_tables, "num_bits": num_bits, "seed": seed, "id_bytes": id_bytes}

@@ -74,7 +74,9 @@ def _is_int(value: Any) -> bool:
 def as_vectors(vectors: Any, *, dim: int | None, name: str = "vectors") -> NDArray[np.float32]:
     """A finite, non-zero float32 matrix of shape (n, dim); one 1-d vector becomes n = 1."""
     try:
-        arr = np.asarray(vectors, dtype=np.float32)
+        given = np.asarray(vectors)
+        with np.errstate(over="ignore"):
+            arr = given.astype(np.float32)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"{name}: expected a numeric array of shape (n, d): {exc}") from None
     if arr.ndim == 1:
@@ -88,7 +90,10 @@ def as_vectors(vectors: Any, *, dim: int | None, name: str = "vectors") -> NDArr
         raise ValueError(f"{name}: expected shape {expected}, got {arr.shape}")
     finite = np.isfinite(arr).all(axis=1)
     if not finite.all():
-        raise ValueError(f"{name}: NaN or inf in rows {np.flatnonzero(~finite)[:5].tolist()}")
+        rows = np.flatnonzero(~finite)[:5].tolist()
+        if given.dtype.kind == "f" and np.isfinite(given[rows] if given.ndim == 2 else given).all():
+            raise ValueError(f"{name}: values beyond float32's range (about 3.4e38) in rows {rows}")
+        raise ValueError(f"{name}: NaN or inf in rows {rows}")
     zero = ~arr.any(axis=1)
     if zero.any():
         raise ValueError(f"{name}: all-zero vectors have no direction, rows {np.flatnonzero(zero)[:5].tolist()}")

@@ -129,16 +129,20 @@ def top_p_limits(pairs: Pairs, n_queries: int, top_k: int, top_p: float | None) 
 
 
 def normalize(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
-    return (vectors * inverse_norms(vectors)[:, None]).astype(np.float32)
+    return (vectors.astype(np.float64) * inverse_norms(vectors)[:, None]).astype(np.float32)
 
 
-def inverse_norms(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
-    """1 / |v| per row, 0 for a zero row (so it scores 0 instead of NaN)."""
-    squared = np.einsum("ij,ij->i", vectors, vectors)
+def inverse_norms(vectors: NDArray[np.float32]) -> NDArray[np.float64]:
+    """1 / |v| per row, 0 for a zero row (so it scores 0 instead of NaN).
+
+    |v|^2 is summed in float64: in float32 it overflows for coordinates above
+    about 1.8e19 and underflows below about 1e-22, and such vectors scored 0.
+    """
+    squared = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)
     with np.errstate(divide="ignore"):
         inv = 1.0 / np.sqrt(squared)
     inv[squared == 0] = 0.0
-    return inv.astype(np.float32)
+    return inv
 
 
 def matvec(matrix: NDArray[np.float32], vector: NDArray[np.float32]) -> NDArray[np.float32]:

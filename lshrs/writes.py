@@ -49,9 +49,11 @@ def ingest_steps(
     written = []
     for lo in range(0, len(batch), batch_size):
         part = slice_rows(batch, lo, lo + batch_size)
-        if ids is None:
-            part.ids = yield from new_ids(len(part))
-        yield from locked(index.name, part.ids, replace_steps(index, part, family))
+        while True:
+            if ids is None:
+                part.ids = yield from new_ids(len(part), index.id_bytes)
+            if (yield from locked(index.name, part.ids, replace_steps(index, part, family, fresh=ids is None))):
+                break  # else another writer took a drawn id between the draw and the lock: draw again
         written.append(part.ids)
     if not family.trained or (yield call("index", "outgrown")):
         # a centroid index trains itself once its store is large enough, and again as it grows
@@ -59,21 +61,30 @@ def ingest_steps(
     return np.concatenate(written)
 
 
-def replace_steps(index: Attachment, part: Rows, family: HashFamily) -> Steps[None]:
-    """Store first, then buckets: the old rows' buckets are found by re-hashing their stored vectors."""
+def replace_steps(index: Attachment, part: Rows, family: HashFamily, *, fresh: bool = False) -> Steps[bool]:
+    """Store first, then buckets: the old rows' buckets are found by re-hashing their stored vectors.
+
+    With `fresh` (ids just drawn for new documents) nothing is written, and
+    False returned, when a row already holds one of them: under the lock, so
+    an explicit ingest of that id by another writer is never overwritten.
+    """
     old = yield call("store", "get", part.ids, payload=False)
+    if fresh and len(old):
+        return False
     yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
     if not family.trained:
-        return  # no buckets yet: the store is all there is until the centroids are trained
+        return True  # no buckets yet: the store is all there is until the centroids are trained
     add = entries(index, family, part.ids, part.vectors)
     yield call("buckets", "apply", add=add, remove=entries(index, family, old.ids, old.vectors) if len(old) else None)
+    return True
 
 
 def delete_steps(index: Attachment, ids: Any) -> Steps[int]:
     """Remove documents from the buckets, then the store; returns how many were stored."""
     id_arr = inputs.as_ids(ids, id_bytes=index.id_bytes)
-    if index.family is None:
-        return 0
+    if index.family is None and not (yield call("index", "attach")):
+        return 0  # no index and no stored vectors: nothing anywhere to delete
+    assert index.family is not None
     return (yield from locked(index.name, id_arr, remove_steps(index, id_arr, index.family)))
 
 
@@ -92,13 +103,24 @@ def entries(index: Attachment, family: HashFamily, ids: NDArray[np.int64], vecto
     return index.buckets.group(ids, family.codes(vectors), marks)
 
 
-def new_ids(n: int) -> Steps[NDArray[np.int64]]:
-    """Ids from a counter in Redis, skipping any the store already holds."""
+def new_ids(n: int, id_bytes: int) -> Steps[NDArray[np.int64]]:
+    """Ids from a counter in Redis, skipping any the store already holds.
+
+    Each time the drawn block is taken, the next draw jumps twice as far (the
+    ids jumped over are left unused), so a store already holding ids 1..N
+    costs about log2(N / n) round trips, not N / n (20,000 rows took 1.6 s on
+    SQLite one block at a time).
+    """
+    step = n
     while True:
-        end = yield call("buckets", "next_ids", n)
+        end = yield call("buckets", "next_ids", step)
         ids = np.arange(end - n + 1, end + 1, dtype=np.int64)
+        highest = inputs.id_range(id_bytes)[1]
+        if end > highest:
+            raise ValueError(f"ids: the id counter passed {highest}, the largest id_bytes={id_bytes} holds; pass ids=")
         if len((yield call("store", "get", ids, payload=False))) == 0:
             return ids
+        step *= 2
 
 
 def validate(index: Attachment, texts: list[str] | None, vectors: Any, ids: Any, metadata: Any) -> Rows:

@@ -293,3 +293,22 @@ def test_index_over_an_empty_store_then_a_filled_one(redis_client, name, tmp_pat
         assert lsh.index() == 100 and lsh.dim == 8 and lsh.verify()["ok"]
     finally:
         lsh.clear()
+
+
+@pytest.mark.parametrize("family", ["hyperplanes", "centroids"])
+def test_delete_and_count_from_an_instance_made_before_its_index(redis_client, name, family):
+    """Made before another process created the index (or after a clear): it used to delete nothing,
+    count 0, and let the next query return the "deleted" document (issue 14)."""
+    store = MemoryStore()
+    early = LSHRS(name=name, redis=redis_client, store=store, family=family)
+    other = LSHRS(name=name, redis=redis_client, store=store, family=family, exact_below=0)
+    try:
+        vectors = clustered(300, dim=16)
+        other.ingest(vectors=vectors, ids=np.arange(300))
+        assert early.count() == 300
+        assert early.delete([5]) == 1
+        assert store.count() == 299 and 5 not in {h.id for h in other.query(vectors[5], top_k=10)}
+        assert 5 not in {h.id for h in other.query(vectors[5], top_k=10, rerank=False)}
+        assert other.verify()["ok"]
+    finally:
+        other.clear()

@@ -32,6 +32,8 @@ BAD_INGESTS = [
     (dict(vectors=[["a"] * 8], ids=[10]), TypeError, "numeric array"),
     (dict(), ValueError, "give texts, vectors"),
     (dict(vectors=np.ones((1, 8)), ids=[2**63]), ValueError, "64-bit"),
+    # finite in float64, out of float32's range: said so, not called "NaN or inf" (issue 14)
+    (dict(vectors=np.full((1, 8), 1e39), ids=[10]), ValueError, "beyond float32's range"),
 ]
 
 
@@ -120,3 +122,25 @@ def test_bad_constructor_arguments(redis_client):
         LSHRS(redis=redis_client, store=MemoryStore(), num_bits=40)
     with pytest.raises(TypeError, match="num_tables"):
         LSHRS(redis=redis_client, store=MemoryStore(), num_tables="8")
+
+
+@pytest.mark.parametrize("family", ["centroids", "hyperplanes"])
+@pytest.mark.parametrize("scale", [1e20, 1e30, 1e-25, 1e-40])
+def test_extreme_norms_score_their_true_cosine(make_index, scale, family):
+    """|v|^2 of these overflows or underflows in float32; the rerank used to score them 0.0 (issue 14)."""
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal((300, 16)).astype(np.float32)
+    lsh = make_index(exact_below=0, family=family)
+    lsh.ingest(vectors=base * np.float32(scale), ids=np.arange(300))
+    for family_hit in (lsh.query(base[7] * np.float32(scale), top_k=1), lsh.query(base[7], top_k=1)):
+        assert family_hit[0].id == 7 and family_hit[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_exact_below_is_checked_when_the_index_is_made(redis_client, name):
+    from lshrs import LSHRS, MemoryStore
+
+    with pytest.raises(TypeError, match="exact_below: expected an int, got str"):
+        LSHRS(redis=redis_client, name=name, store=MemoryStore(), exact_below="1000")
+    with pytest.raises(ValueError, match="exact_below: expected >= 0"):
+        LSHRS(redis=redis_client, name=name, store=MemoryStore(), exact_below=-1)
+    assert redis_client.exists(f"lshrs:{name}:meta") == 0
