@@ -312,3 +312,51 @@ def test_delete_and_count_from_an_instance_made_before_its_index(redis_client, n
         assert other.verify()["ok"]
     finally:
         other.clear()
+
+
+class CountingGets(MemoryStore):
+    """A MemoryStore that counts payload-free reads (one per store round trip of a write)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gets = 0
+
+    def get(self, ids, *, payload=True):
+        self.gets += not payload
+        return super().get(ids, payload=payload)
+
+
+def test_generated_ids_jump_over_a_filled_store(make_index):
+    """Rows 1..20,000 already stored: the first generated id used to cost one round trip per block (issue 14)."""
+    store = CountingGets()
+    lsh = make_index(store=store)
+    lsh.ingest(vectors=clustered(20_000, dim=8), ids=np.arange(1, 20_001))
+    store.gets = 0
+    fresh = lsh.ingest(vectors=clustered(3, dim=8, seed=4))
+    assert fresh.min() > 20_000 and store.gets <= 2 + int(np.log2(20_000 / 3)) + 1
+
+
+class Interloper(MemoryStore):
+    """A MemoryStore that lets another writer ingest a just-drawn id explicitly, between the draw and the lock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.other = None
+
+    def get(self, ids, *, payload=True):
+        found = super().get(ids, payload=payload)
+        if self.other is not None and not payload and len(found) == 0:
+            other, self.other = self.other, None
+            other.ingest(vectors=np.ones((1, 8), np.float32), ids=[int(ids[0])], texts=["the other writer's"])
+        return found
+
+
+def test_a_generated_id_never_replaces_another_writers_document(make_index, redis_client, name):
+    store = Interloper()
+    lsh = make_index(store=store)
+    lsh.ingest(vectors=clustered(100, dim=8), ids=np.arange(1000, 1100))
+    store.other = LSHRS(name=name, redis=redis_client, store=store)
+    drawn = lsh.ingest(vectors=clustered(2, dim=8, seed=5), texts=["mine", "mine too"])
+    assert store.get([1]).texts == ["the other writer's"]  # the first id drawn, taken before the lock
+    assert 1 not in drawn.tolist() and store.get(drawn).texts == ["mine", "mine too"]
+    assert lsh.verify()["ok"]
