@@ -6,6 +6,7 @@ thousand rerank candidates are one `searchsorted`, not a Python loop.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -15,9 +16,14 @@ from lshrs.stores.base import Metadata, Rows, empty_rows, find_sorted
 
 
 class MemoryStore:
-    """Documents in memory; gone when the process exits."""
+    """Documents in memory; gone when the process exits.
+
+    Safe to share between threads (the async verbs call it from worker
+    threads): every read and write holds one lock.
+    """
 
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self._ids = np.empty(0, np.int64)
         self._vectors: NDArray[np.float32] | None = None
         self._texts: list[str | None] = []
@@ -46,6 +52,16 @@ class MemoryStore:
         texts: Sequence[str | None] | None = None,
         metadata: Sequence[Metadata | None] | None = None,
     ) -> None:
+        with self._lock:
+            self._put(ids, vectors, texts, metadata)
+
+    def _put(
+        self,
+        ids: NDArray[np.int64],
+        vectors: NDArray[np.float32],
+        texts: Sequence[str | None] | None,
+        metadata: Sequence[Metadata | None] | None,
+    ) -> None:
         ids = np.asarray(ids, np.int64)
         vectors = np.asarray(vectors, np.float32)
         texts = list(texts) if texts is not None else [None] * len(ids)
@@ -67,6 +83,10 @@ class MemoryStore:
         self._reindex()
 
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
+        with self._lock:
+            return self._get(ids, payload)
+
+    def _get(self, ids: NDArray[np.int64], payload: bool) -> Rows:
         ids = np.asarray(ids, np.int64)
         rows = self._lookup(ids)
         rows = rows[rows >= 0]
@@ -81,18 +101,20 @@ class MemoryStore:
         )
 
     def delete(self, ids: NDArray[np.int64]) -> int:
-        rows = self._lookup(np.unique(np.asarray(ids, np.int64)))
-        rows = rows[rows >= 0]
-        self._alive[rows] = False
-        for r in rows.tolist():
-            self._texts[r] = self._metadata[r] = None
-        self._reindex()
-        return len(rows)
+        with self._lock:
+            rows = self._lookup(np.unique(np.asarray(ids, np.int64)))
+            rows = rows[rows >= 0]
+            self._alive[rows] = False
+            for r in rows.tolist():
+                self._texts[r] = self._metadata[r] = None
+            self._reindex()
+            return len(rows)
 
     def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
-        start = 0 if after is None else int(np.searchsorted(self._index_ids, after, side="right"))
-        for lo in range(start, len(self._index_ids), batch_size):
-            yield self.get(self._index_ids[lo : lo + batch_size], payload=payload)
+        index_ids = self._index_ids  # replaced whole by writers, never changed in place: a stable snapshot
+        start = 0 if after is None else int(np.searchsorted(index_ids, after, side="right"))
+        for lo in range(start, len(index_ids), batch_size):
+            yield self.get(index_ids[lo : lo + batch_size], payload=payload)
 
     def count(self) -> int:
         return len(self._index_ids)
