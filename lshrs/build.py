@@ -8,6 +8,7 @@ on an `Attachment` (definition, hash family, buckets, store); never on an `LSHRS
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,8 @@ from lshrs.attachment import Attachment
 from lshrs.definition import BuildState, Meta
 from lshrs.stores.base import Rows
 from lshrs.stores.pages import Pages
+
+log = logging.getLogger("lshrs")
 
 # Bucket entries pooled per write pipeline (see hashed_chunks): about 40 MB
 # of ids and codes. Each pipeline touches nearly every bucket once, so fewer,
@@ -62,13 +65,42 @@ def index_arrays(index: Attachment, ids: Any, vectors: Any, batch_size: int) -> 
     batches = (
         Rows(id_arr[lo : lo + batch_size], vecs[lo : lo + batch_size]) for lo in range(0, len(id_arr), batch_size)
     )
+    check_stored(index, id_arr)
     family = index.ready(vecs.shape[1])
     if not family.trained and not index.train(batch_size):
         raise ValueError("index(ids, vectors): this centroid index is not trained yet, and its store is too small")
+    # Ids already in the buckets (a second call, rows ingest() placed) are removed before
+    # they are added, so a repeat changes nothing; an empty index has nothing to remove.
+    again = index.buckets.entry_count() > 0
     for chunk_ids, codes, marks in hashed_chunks(index, batches, None):
-        index.buckets.apply(add=index.buckets.group(chunk_ids, codes, marks))
+        group = index.buckets.group(chunk_ids, codes, marks)
+        index.buckets.apply(add=group, remove=group if again else None)
     index.buckets.collect_script_garbage()
     return len(id_arr)
+
+
+# Ids of an `index(ids, vectors)` call looked up in the store before anything is written.
+STORED_SAMPLE = 1_000
+
+
+def check_stored(index: Attachment, ids: NDArray[np.int64]) -> None:
+    """Warn about arrays whose rows the store lacks: queries find them, then drop them unscored.
+
+    A uniform sample of the ids is looked up (`STORED_SAMPLE`), which catches
+    the usual mistake (arrays indexed before, or instead of, loading the
+    store) without reading every vector back. A warning, not an error:
+    bucket-only benchmarks and drift tests index arrays on purpose.
+    """
+    rng = np.random.default_rng(0)
+    sample = ids if len(ids) <= STORED_SAMPLE else rng.choice(ids, STORED_SAMPLE, replace=False)
+    found = index.store.get(np.sort(sample), payload=False)
+    if len(found) < len(sample):
+        missing = np.setdiff1d(sample, found.ids)[:5].tolist()
+        log.warning(
+            "index %r: %d of %d ids checked are not in the store (e.g. %s); index(ids, vectors) indexes rows "
+            "you keep in the store: queries cannot return the others",
+            index.name, len(sample) - len(found), len(sample), missing,
+        )  # fmt: skip
 
 
 def train_and_index(index: Attachment, batch_size: int, show_progress: bool = False) -> int:

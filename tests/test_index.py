@@ -360,3 +360,20 @@ def test_a_generated_id_never_replaces_another_writers_document(make_index, redi
     assert store.get([1]).texts == ["the other writer's"]  # the first id drawn, taken before the lock
     assert 1 not in drawn.tolist() and store.get(drawn).texts == ["mine", "mine too"]
     assert lsh.verify()["ok"]
+
+
+@pytest.mark.parametrize("family", ["hyperplanes", "centroids"])
+def test_indexing_the_same_arrays_twice_changes_nothing(make_index, family, caplog):
+    """index(ids, vectors) twice (or on ids ingest() placed) used to double every entry (issue 14)."""
+    vectors = clustered(3_000, dim=16)
+    store = MemoryStore()
+    store.put(np.arange(3_000), vectors)
+    lsh = make_index(store=store, family=family, exact_below=0)
+    lsh.ingest(vectors=vectors[:100], ids=np.arange(100))  # some placed by ingest() first
+    assert lsh.index(np.arange(3_000), vectors) == 3_000
+    assert lsh.index(np.arange(3_000), vectors) == 3_000
+    report = lsh.verify()
+    assert report["ok"] and report["repeated_entries"] == 0 and lsh.count() == 3_000
+    assert not caplog.records  # every row is in the store: nothing to warn about
+    lsh.index(np.arange(5_000, 5_010), vectors[:10])
+    assert "10 of 10 ids checked are not in the store" in caplog.text
