@@ -145,8 +145,8 @@ class LSHRS:
         if store is not None:
             capabilities(store)  # a store lacking a required method is refused here, not at its first use
         self.redis, self._owns_client = connection.connect(redis, redis_url, data_dir)
-        self._async_redis = async_redis
         self._pages: Pages | None = None
+        self._owns_store = store is None
         if store is None:
             from lshrs.stores.sqlite import SQLiteStore
 
@@ -155,7 +155,7 @@ class LSHRS:
         self._embed_batch_size = embed_batch_size
         self._embedder: Embedder | None = None
         buckets = Buckets(self.redis, self.name)
-        buckets.bind_async(self._async_client)
+        buckets.bind_async(_async_maker(self.redis, async_redis))  # not a bound method: no cycle through self
         self.attachment = Attachment(buckets, store, requested, sketch_capacity, family=family, nlist=nlist)
         self.attachment.attach()
 
@@ -419,12 +419,6 @@ class LSHRS:
             "build": build,
         }
 
-    def _async_client(self) -> Any:
-        """A redis.asyncio client for the current event loop: the one given, or one like the sync client."""
-        if self._async_redis is not None:
-            return self._async_redis
-        return connection.async_twin(self.redis)
-
     def candidate_counts(self, queries: Any, *, num_probes: int | None = None) -> NDArray[np.int64]:
         """Distinct ids in each query's probed buckets: the rerank work a query does, for tuning."""
         vectors = inputs.as_vectors(queries, dim=self.dim, name="queries")
@@ -549,9 +543,12 @@ class LSHRS:
         return {"name": self.name, **audit.stats(self.attachment), "num_probes": self.num_probes}
 
     def close(self) -> None:
-        """Close the Redis client if this object created it."""
+        """Close the Redis client and the store if this object created them (the embedded default's)."""
         if self._owns_client:
             self.redis.close()
+        closer = getattr(self.store, "close", None)
+        if self._owns_store and closer is not None:
+            closer()
 
     async def aclose(self) -> None:
         """Close the async Redis client made for the running event loop (and the store's async connection)."""
@@ -580,6 +577,15 @@ def default_table(name: str) -> str:
     if name == name.lower():
         return name
     return f"{name.lower()}_{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
+
+
+def _async_maker(client: Any, given: Any) -> Any:
+    """How the buckets get a redis.asyncio client per event loop: the one given, or one like `client`."""
+
+    def make() -> Any:
+        return given if given is not None else connection.async_twin(client)
+
+    return make
 
 
 def _single(step: steps.Step) -> Steps[Any]:
