@@ -43,8 +43,11 @@ def ingest_steps(
     if vectors is None:
         vectors = yield call("model", "embed", text_list)
     batch = validate(index, text_list, vectors, ids, metadata)
-    if capabilities(index.store).check:  # what only the store knows it cannot hold
+    can = capabilities(index.store)
+    if can.check:  # what only the store knows it cannot hold
         index.store.check(batch.texts, batch.metadata)  # type: ignore[attr-defined]
+    if can.check_ids and ids is not None:
+        index.store.check_ids(batch.ids)  # type: ignore[attr-defined]
     family = index.family or (yield call("index", "ready", batch.vectors.shape[1]))
     written = []
     for lo in range(0, len(batch), batch_size):
@@ -52,6 +55,8 @@ def ingest_steps(
         while True:
             if ids is None:
                 part.ids = yield from new_ids(len(part), index.id_bytes)
+                if can.check_ids:
+                    index.store.check_ids(part.ids)  # type: ignore[attr-defined]
             if (yield from locked(index.name, part.ids, replace_steps(index, part, family, fresh=ids is None))):
                 break  # else another writer took a drawn id between the draw and the lock: draw again
         written.append(part.ids)

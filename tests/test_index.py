@@ -406,3 +406,20 @@ def test_close_releases_what_it_made_without_the_garbage_collector(redis_client,
     finally:
         gc.enable()
         LSHRS(redis=redis_client, name=name, data_dir=tmp_path).clear()
+
+
+@pytest.mark.parametrize("family", ["hyperplanes", "centroids"])
+def test_stored_ids_too_wide_for_the_buckets_are_refused(make_index, family):
+    """index() packed stored ids >= 2**31 into 4-byte buckets with astype: rerank=False returned
+    negative ids and reranked queries lost those rows (issue 14)."""
+    store = MemoryStore()
+    vectors = clustered(300, dim=8)
+    store.put(np.arange(300) + 2**31 - 150, vectors)  # half of them past the 4-byte range
+    lsh = make_index(store=store, family=family, id_bytes=4)
+    with pytest.raises(ValueError, match=r"stored ids: .* \(id_bytes=4\).*make the index with id_bytes=8"):
+        lsh.index()
+    wide = make_index(name=lsh.name + "-wide", store=store, family=family, id_bytes=8, exact_below=0)
+    assert wide.index() == 300
+    fast = [h.id for h in wide.query(vectors[200], top_k=10, rerank=False)]
+    assert min(fast) >= 2**31 - 150 and 2**31 + 50 in fast  # no wrapped (negative) ids
+    assert wide.query(vectors[200], top_k=1)[0].id == 2**31 + 50

@@ -92,3 +92,26 @@ def test_unknown_columns_and_types_are_refused(postgres_dsn, name):
         PostgresStore(postgres_dsn, table=name, vector_column="nope", create=False)
     with pytest.raises(ValueError, match="unsupported type 'text'"):
         PostgresStore(postgres_dsn, table=name, text_column="body", metadata_column=None, create=False)
+
+
+@pytest.mark.parametrize("id_sql, too_wide", [("integer", 2**32 + 5), ("smallint", 70_000)])
+def test_ids_too_wide_for_the_column_are_refused_before_any_write(postgres_dsn, redis_client, name, id_sql, too_wide):
+    """Binary COPY cast ids to the column's width: 2**32+5 overwrote row 5 of an integer column and
+    70000 landed on row 4464 of a smallint one (issue 14). Now refused, and nothing changes."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{name}" (id {id_sql} PRIMARY KEY, embedding real[], body text)')
+    store = PostgresStore(postgres_dsn, table=name, metadata_column=None, vector_column="embedding",
+                          text_column="body", create=False)  # fmt: skip
+    lsh = LSHRS(name=name, redis=redis_client, store=store, id_bytes=8)
+    try:
+        rng = np.random.default_rng(1)
+        lsh.ingest(vectors=rng.standard_normal((10, 6)), ids=np.arange(10), texts=[f"row {i}" for i in range(10)])
+        before = lsh.count(), store.count(), store.get(np.arange(10)).texts
+        with pytest.raises(ValueError, match=f"the {id_sql} column 'id' holds ids in"):
+            lsh.ingest(vectors=rng.standard_normal((2, 6)), ids=[too_wide, 3], texts=["wide", "three"])
+        assert (lsh.count(), store.count(), store.get(np.arange(10)).texts) == before
+        with pytest.raises(ValueError, match="holds ids in"):
+            store.put(np.array([too_wide]), rng.standard_normal((1, 6)).astype(np.float32))
+        assert store.get(np.arange(10)).texts == before[2]
+    finally:
+        lsh.clear()

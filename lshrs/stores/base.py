@@ -72,6 +72,7 @@ REQUIRED_METHODS = ("put", "get", "delete", "scan", "count", "dim")
 OPTIONAL_METHODS = {
     "find": "find(equals) -> ids whose metadata holds these scalar key/values, answered in the database",
     "check": "check(texts, metadata): refuse what the store cannot hold, before any write of a batch",
+    "check_ids": "check_ids(ids): refuse ids the store's id column cannot hold, before any write of a batch",
     "aget": "async twin of get",
     "aput": "async twin of put",
     "adelete": "async twin of delete",
@@ -87,6 +88,7 @@ class Capabilities:
 
     find: bool
     check: bool
+    check_ids: bool
     scan_payload: bool  # scan() takes payload=: a store written before the flag reads everything
 
 
@@ -98,6 +100,7 @@ def capabilities(store: Any) -> Capabilities:
     return Capabilities(
         find=callable(getattr(store, "find", None)),
         check=callable(getattr(store, "check", None)),
+        check_ids=callable(getattr(store, "check_ids", None)),
         scan_payload="payload" in inspect.signature(store.scan).parameters,
     )
 

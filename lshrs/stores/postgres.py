@@ -192,6 +192,7 @@ class PostgresStore:
         metadata: Sequence[Metadata | None] | None,
     ) -> bytes:
         """A binary COPY stream of the rows, columns in `self._columns()` order."""
+        self.check_ids(ids)  # before any write, also when put() is called directly
         id_fmt = _ID_FORMATS[self._types["id"]]
         id_bytes = np.asarray(ids).astype(id_fmt).view(np.uint8).reshape(len(ids), -1)
         vec_bytes = self._encode_vectors(vectors)
@@ -221,6 +222,18 @@ class PostgresStore:
     def check(self, texts: Sequence[str | None] | None, metadata: Sequence[Metadata | None] | None) -> None:
         """Refuse what Postgres cannot hold (NUL in text or jsonb); `LSHRS` calls it before any write."""
         _check_no_nul(texts, metadata)
+
+    def check_ids(self, ids: NDArray[np.int64]) -> None:
+        """Refuse ids the id column cannot hold: binary COPY would wrap them onto other rows."""
+        kind = self._types["id"]
+        bits = 8 * np.dtype(_ID_FORMATS[kind]).itemsize
+        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        ids = np.asarray(ids, np.int64)
+        if len(ids) and (int(ids.min()) < low or int(ids.max()) > high):
+            raise ValueError(
+                f"ids: the {kind} column {self._names['id']!r} holds ids in [{low}, {high}], "
+                f"got min {int(ids.min())} max {int(ids.max())}"
+            )
 
     def put(
         self,
