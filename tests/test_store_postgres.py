@@ -115,3 +115,20 @@ def test_ids_too_wide_for_the_column_are_refused_before_any_write(postgres_dsn, 
         assert store.get(np.arange(10)).texts == before[2]
     finally:
         lsh.clear()
+
+
+def test_a_connection_that_is_not_in_autocommit_mode_is_refused(postgres_dsn, name):
+    """On psycopg's default connection every write was a savepoint in a transaction nobody
+    committed: other connections saw nothing and the rows vanished on close (issue 14)."""
+    conn = psycopg.connect(postgres_dsn)
+    try:
+        with pytest.raises(ValueError, match="needs a connection in autocommit mode"):
+            PostgresStore(conn, table=name)
+        assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE  # nothing was run on it
+    finally:
+        conn.close()
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        store = PostgresStore(conn, table=name)
+        store.put(np.arange(3), np.ones((3, 4), np.float32))
+        with psycopg.connect(postgres_dsn) as other:  # another connection sees the rows
+            assert other.execute(f'SELECT count(*) FROM "{name}"').fetchone() == (3,)

@@ -73,6 +73,14 @@ class PostgresStore:
         required = {"table": table, "id_column": id_column, "vector_column": vector_column}
         _check_identifiers({**required, **{k: v for k, v in optional.items() if v}})  # '' means none, as below
         if isinstance(conninfo, psycopg.Connection):
+            if not conninfo.autocommit:
+                # psycopg's default mode opens a transaction at the first statement and keeps it
+                # open: every write here would be a savepoint in it, invisible to other
+                # connections, and gone when the connection closes while Redis points at it.
+                raise ValueError(
+                    "conninfo: PostgresStore commits each write itself and needs a connection in autocommit "
+                    "mode: psycopg.connect(dsn, autocommit=True), or pass the DSN"
+                )
             self._conn, self._owns = conninfo, False
         else:
             self._conn, self._owns = psycopg.connect(conninfo, autocommit=True), True
