@@ -71,17 +71,22 @@ FAMILIES = ("hyperplanes", "centroids")
 
 
 def settled_memory(client: redis.Redis, timeout: float = 10.0) -> int:
-    """used_memory once the server has shrunk client buffers a big write left (clientsCron, about 1-2 s).
+    """used_memory once it stops moving (two readings 0.5 s apart within 0.1 %).
 
-    Right after a build the write's query buffer still counts: 60 bytes per
-    vector of a 122k-vector centroid build, gone two seconds later.
+    Right after a build Redis still holds about 60 bytes per vector of a
+    122k-vector centroid build in buffers it releases within two seconds
+    (seen as 133 B/vector at once, 72.9 two seconds later, where MEMORY USAGE
+    of the index's keys sums to 72.7).
     """
     deadline = time.monotonic() + timeout
-    while True:
-        info = client.info("memory")
-        if info.get("mem_clients_normal", 0) < 1 << 20 or time.monotonic() > deadline:
-            return int(info["used_memory"])
-        time.sleep(0.25)
+    last = int(client.info("memory")["used_memory"])
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = int(client.info("memory")["used_memory"])
+        if abs(now - last) <= 0.001 * max(last, 1):
+            return now
+        last = now
+    return last
 
 
 def engine_name(family: str, store_kind: str) -> str:
