@@ -78,9 +78,9 @@ class Housekeeping:
         """Free the Lua heap a bulk write leaves behind (standalone Redis).
 
         The packed writes hand Lua megabytes of arguments; Redis collects that
-        garbage only a step per script call, so after a build its used_memory
-        holds tens of bytes per vector of it (measured: 54 B per vector after a
-        122k-vector centroid build) until later scripts run.
+        garbage only a step per script call, so after a build the server's Lua
+        heap (INFO used_memory_vm_eval, outside used_memory) held 54 B per
+        vector of it after a 122k-vector centroid build, until later scripts ran.
         """
         if not self._cluster:
             self.client.execute_command("EVAL", "collectgarbage('collect') return 0", 0)
