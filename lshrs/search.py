@@ -111,7 +111,8 @@ def query_steps(index: Attachment, req: Request) -> Steps[list[list[Hit]]]:
         again, _ = yield from _search(index, vecs[short], req, req.probes * WIDEN_FACTOR)
         pairs = _splice(pairs, short, again)
         short = np.flatnonzero(pairs.per_query(len(vecs)) < min(req.top_k, count))
-    if len(short) and req.rerank and count <= EXACT_FALLBACK_MAX:
+    # The bucket count is small during a first index() of a large table: ask the store before scanning it.
+    if len(short) and req.rerank and count <= EXACT_FALLBACK_MAX and (yield from _store_at_most(EXACT_FALLBACK_MAX)):
         exact = yield from _exact(vecs[short], req)
         pairs = _splice(pairs, short, exact)
     elif len(short):
@@ -133,7 +134,7 @@ def _search(
     if not family.trained:  # a centroid index too small to train has no buckets: the store is the index
         return (yield from _exact(vecs, req)), 0  # rerank=False too: there is nothing else to rank by
     found, count, generation = yield from candidates(index, vecs, probes)
-    if req.rerank and count < req.exact_below:
+    if req.rerank and count < req.exact_below and (yield from _store_at_most(req.exact_below - 1)):
         return (yield from _exact(vecs, req)), count
     top = np.full(len(vecs), req.top_k)
     if not req.rerank and family.code_bytes:
@@ -211,6 +212,16 @@ def probe(index: Attachment, vecs: NDArray[np.float32], probes: int) -> ranking.
     """`candidates` with the blocking client: every query's distinct candidate ids and collision counts."""
     found, _, _ = steps.run(candidates(index, vecs, probes), {"buckets": index.buckets})
     return found
+
+
+def _store_at_most(rows: int) -> Steps[bool]:
+    """Whether the store holds at most `rows` rows: an exact scan is only for a store that small.
+
+    Asked only when the buckets hold few vectors, so it costs a round trip
+    only on small indexes, or while a large table's first build is running
+    (when scanning it whole for every query would take minutes).
+    """
+    return int((yield call("store", "count"))) <= rows
 
 
 def _exact(vecs: NDArray[np.float32], req: Request) -> Steps[ranking.Pairs]:

@@ -423,3 +423,33 @@ def test_stored_ids_too_wide_for_the_buckets_are_refused(make_index, family):
     fast = [h.id for h in wide.query(vectors[200], top_k=10, rerank=False)]
     assert min(fast) >= 2**31 - 150 and 2**31 + 50 in fast  # no wrapped (negative) ids
     assert wide.query(vectors[200], top_k=1)[0].id == 2**31 + 50
+
+
+class CountingScans(MemoryStore):
+    """A MemoryStore that counts the rows its scans hand out (what an exact query reads)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scanned = 0
+
+    def scan(self, **kwargs):
+        for rows in super().scan(**kwargs):
+            self.scanned += len(rows)
+            yield rows
+
+
+@pytest.mark.parametrize("family", ["hyperplanes", "centroids"])
+def test_queries_during_a_first_build_do_not_scan_the_whole_table(make_index, family):
+    """The exact fallback looked at the bucket count only: before or during index() of a large
+    table every query scanned all of it (issue 14). It now asks the store how big it is."""
+    store = CountingScans()
+    vectors = clustered(5_000, dim=16)
+    store.put(np.arange(5_000), vectors)
+    lsh = make_index(store=store, family=family)  # exact_below 2,000
+    lsh.index(np.arange(1_000), vectors[:1_000])  # a build that has placed its first 1,000 rows
+    store.scanned = 0
+    hits = lsh.query(vectors[10], top_k=5)
+    assert store.scanned == 0 and hits[0].id == 10
+    small = make_index(name=lsh.name + "-small", store=MemoryStore(), family=family)
+    small.ingest(vectors=vectors[:50], ids=np.arange(50))
+    assert len(small.query(vectors[3], top_k=60)) == 50  # a store this small is still scanned exactly
