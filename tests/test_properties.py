@@ -44,6 +44,9 @@ def cosine(query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
     return v @ q / np.linalg.norm(v, axis=1)
 
 
+# Ids no rule ever writes (generated ids jump ahead when they meet stored ones, so not 50..52).
+UNUSED = [10**6, 10**6 + 1, 10**6 + 2]
+
 # Each invalid call: (what it does, the exceptions it may raise). `known` is some stored id or 0.
 INVALID: dict[str, Callable[[LSHRS, int], Any]] = {
     "wrong dim": lambda lsh, known: lsh.ingest(vectors=np.ones((1, DIM + 1)), ids=[known]),
@@ -51,7 +54,7 @@ INVALID: dict[str, Callable[[LSHRS, int], Any]] = {
     "inf": lambda lsh, known: lsh.ingest(vectors=[[np.inf] * DIM], ids=[known]),
     "zero vector": lambda lsh, known: lsh.ingest(vectors=np.zeros((1, DIM)), ids=[known]),
     "bad row after good ones": lambda lsh, known: lsh.ingest(
-        vectors=np.vstack([np.ones((3, DIM)), np.zeros((1, DIM))]), ids=[known, 50, 51, 52]
+        vectors=np.vstack([np.ones((3, DIM)), np.zeros((1, DIM))]), ids=[known, *UNUSED]
     ),
     "duplicate ids": lambda lsh, known: lsh.ingest(vectors=np.ones((2, DIM)), ids=[known, known]),
     "empty batch": lambda lsh, known: lsh.ingest(vectors=np.empty((0, DIM)), ids=[]),
@@ -172,7 +175,7 @@ class IndexModel(RuleBasedStateMachine):
         assert self._snapshot() == before
 
     def _snapshot(self) -> tuple[Any, ...]:
-        rows = self.lsh.get(sorted(self.vectors) + [50, 51, 52])
+        rows = self.lsh.get(sorted(self.vectors) + UNUSED)
         return self.store.count(), self.lsh.count(), rows.ids.tolist(), rows.vectors.tobytes(), rows.texts
 
     @invariant()
