@@ -143,3 +143,20 @@ def test_memory_store_shared_by_threads_loses_nothing():
         for t in threads:
             t.join()
         assert not errors and store.count() == 20_000 + 4 * 50 * 10
+
+
+def test_sqlite_replace_keeps_the_columns_lshrs_does_not_map(tmp_path):
+    """SQLiteStore upserted by DELETE + INSERT, wiping a user's own columns (issue 14); Postgres kept them."""
+    import sqlite3
+
+    path = tmp_path / "docs.sqlite3"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE pages (id INTEGER PRIMARY KEY, vector BLOB NOT NULL, text TEXT, url TEXT)")
+        conn.execute("INSERT INTO pages VALUES (7, ?, 'old', 'https://example.org/7')", (bytes(16),))
+    store = SQLiteStore(path, table="pages", metadata_column=None)
+    store.put(np.array([7, 8]), np.ones((2, 4), np.float32), ["new", "eight"])
+    assert store.get(np.array([7])).texts == ["new"]
+    with sqlite3.connect(path) as conn:
+        kept = conn.execute("SELECT id, url FROM pages ORDER BY id").fetchall()
+    assert kept == [(7, "https://example.org/7"), (8, None)]
+    store.close()

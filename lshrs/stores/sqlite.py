@@ -90,11 +90,16 @@ class SQLiteStore:
         marks = ", ".join("?" * len(cols))
         if not self._meta:
             rows = ((i, v, t) for i, v, t, _ in rows)  # type: ignore[assignment]
+        # An upsert in place: a replaced row keeps the columns lshrs does not map (a user's
+        # own table), where DELETE + INSERT wiped them. Needs the id column to be unique,
+        # which every table lshrs creates is (INTEGER PRIMARY KEY).
+        updates = ", ".join(f"{c} = excluded.{c}" for c in cols[1:])
         with self._lock, self._conn:
-            self._conn.execute(
-                f"DELETE FROM {self._t} WHERE {self._id} IN (SELECT value FROM json_each(?))", (ids_json(ids),)
+            self._conn.executemany(
+                f"INSERT INTO {self._t} ({', '.join(cols)}) VALUES ({marks}) "
+                f"ON CONFLICT({self._id}) DO UPDATE SET {updates}",
+                rows,
             )
-            self._conn.executemany(f"INSERT INTO {self._t} ({', '.join(cols)}) VALUES ({marks})", rows)
 
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
         ids = np.asarray(ids, np.int64)
