@@ -25,7 +25,9 @@ import click
 import numpy as np
 import redis
 
+from lshrs import connection, inputs
 from lshrs import tune as tuning
+from lshrs.buckets import Buckets
 from lshrs.cli_options import Target, int_list, share_list, target_options
 from lshrs.index import LSHRS, Hit
 
@@ -201,8 +203,13 @@ def clear(target: Target, yes: bool) -> None:
     """Drop the index's Redis keys (buckets, parameters, job checkpoints); the store is left as is."""
     if not yes:
         click.confirm(f"drop index {target.name!r}?", abort=True)
-    with target.open() as lsh:
-        removed = lsh.clear()
+    # Straight to the keys, without reading the definition: a damaged meta hash must be clearable.
+    client, owned = connection.connect(None, target.redis_url, target.data_dir)
+    try:
+        removed = Buckets(client, inputs.check_name(target.name)).clear()
+    finally:
+        if owned:
+            client.close()
     click.echo(f"removed {removed} keys of {target.name!r}")
 
 

@@ -453,3 +453,31 @@ def test_queries_during_a_first_build_do_not_scan_the_whole_table(make_index, fa
     small = make_index(name=lsh.name + "-small", store=MemoryStore(), family=family)
     small.ingest(vectors=vectors[:50], ids=np.arange(50))
     assert len(small.query(vectors[3], top_k=60)) == 50  # a store this small is still scanned exactly
+
+
+@pytest.mark.parametrize("family", ["hyperplanes", "centroids"])
+def test_a_writer_that_outlives_a_clear_never_remakes_a_broken_definition(redis_client, redis_url, name, family):
+    """A process kept writing after another cleared the index: its counter writes re-created a meta hash
+    holding counters only, and every later LSHRS(name=...), and `lshrs clear --yes`, failed (issue 14)."""
+    import subprocess
+    import sys
+
+    lsh = LSHRS(name=name, redis=redis_client, store=MemoryStore(), family=family, exact_below=0)
+    lsh.ingest(vectors=clustered(200, dim=8), ids=np.arange(200))
+    LSHRS(name=name, redis=redis_client, store=MemoryStore()).clear()  # another process drops the index
+    with pytest.raises(ValueError, match="no longer exists in Redis"):
+        lsh.ingest(vectors=clustered(3, dim=8, seed=7))  # draws ids: the counter must not re-create the meta
+    with pytest.raises(ValueError, match="no longer exists in Redis"):
+        lsh.ingest(vectors=clustered(3, dim=8, seed=8), ids=[500, 501, 502])  # buckets, then the entry count
+    assert redis_client.exists(f"lshrs:{name}:meta") == 0
+    reopened = LSHRS(name=name, redis=redis_client, store=MemoryStore(), family=family)  # opens: nothing damaged
+    reopened.clear()
+    redis_client.hset(f"lshrs:{name}:meta", mapping={"next_id": 5, "entries": 3})  # what older writers left behind
+    with pytest.raises(ValueError, match="format version 0"):
+        LSHRS(name=name, redis=redis_client, store=MemoryStore())
+    done = subprocess.run(
+        [sys.executable, "-m", "lshrs", "clear", "--yes", "--name", name, "--redis-url", redis_url],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert not list(redis_client.scan_iter(match=f"lshrs:{name}:*"))

@@ -189,15 +189,23 @@ class Buckets(Housekeeping):
         self._scripts["replace"](keys=[self.meta_key], args=_definition_args(fields))
 
     def set_meta(self, **fields: bytes | str | int) -> None:
-        self.client.hset(self.meta_key, mapping=fields)
+        """Update fields of an existing meta hash (ValueError when the index is gone: never re-create it)."""
+        args: list[Any] = ["HSET"]
+        for key, value in fields.items():
+            args += [key, value]
+        self._check_meta([self._scripts["if_meta"](keys=[self.meta_key], args=args)])
 
     def next_ids(self, n: int) -> int:
         """Advance the id counter by n; returns its new value (the last id of the block)."""
-        return int(self.client.hincrby(self.meta_key, NEXT_ID, n))
+        end = self._scripts["if_meta"](keys=[self.meta_key], args=["HINCRBY", NEXT_ID, n])
+        self._check_meta([end])
+        return int(end)
 
     async def anext_ids(self, n: int) -> int:
-        client, _ = self.async_client()
-        return int(await client.hincrby(self.meta_key, NEXT_ID, n))
+        _, scripts = self.async_client()
+        end = await scripts["if_meta"](keys=[self.meta_key], args=["HINCRBY", NEXT_ID, n])
+        self._check_meta([end])
+        return int(end)
 
     # -- writer locks -----------------------------------------------------
 
@@ -261,18 +269,30 @@ class Buckets(Housekeeping):
         ends up there exactly once.
         """
         calls, n_remove = self._apply_calls(add, remove)
-        removed = int(sum(self._run(calls)[:n_remove]))
+        replies = self._run(calls)
+        self._check_meta(replies[n_remove:])
+        removed = int(sum(replies[:n_remove]))
         if removed:
-            self.client.hincrby(self.meta_key, ENTRIES, -removed)
+            self._check_meta([self._scripts["if_meta"](keys=[self.meta_key], args=["HINCRBY", ENTRIES, -removed])])
         return removed
 
     async def aapply(self, add: BucketWrites | None = None, remove: BucketWrites | None = None) -> int:
         calls, n_remove = self._apply_calls(add, remove)
-        removed = int(sum((await self._arun(calls))[:n_remove]))
+        replies = await self._arun(calls)
+        self._check_meta(replies[n_remove:])
+        removed = int(sum(replies[:n_remove]))
         if removed:
-            client, _ = self.async_client()
-            await client.hincrby(self.meta_key, ENTRIES, -removed)
+            _, scripts = self.async_client()
+            self._check_meta([await scripts["if_meta"](keys=[self.meta_key], args=["HINCRBY", ENTRIES, -removed])])
         return removed
+
+    def _check_meta(self, replies: list[Any]) -> None:
+        """Raise when a meta write found no meta hash: the index was cleared (or lost) under this writer."""
+        if any(reply is None for reply in replies):
+            raise ValueError(
+                f"index {self.name!r} no longer exists in Redis (cleared by another process, or lost by a restart "
+                "without persistence): open it again"
+            )
 
     def _apply_calls(self, add: BucketWrites | None, remove: BucketWrites | None) -> tuple[list[Call], int]:
         calls: list[Call] = []
@@ -282,7 +302,7 @@ class Buckets(Housekeeping):
                 calls.append(("remove", keys, [*widths, *args]))
         n_remove = len(calls)
         if n_remove:  # tells every process's sketch cache that a vector may have changed (sketch.py)
-            calls.append(("hincrby", [self.meta_key], [GENERATION, 1]))
+            calls.append(("if_meta", [self.meta_key], ["HINCRBY", GENERATION, 1]))
         if add is not None and (self._cluster or self.layout.group_bits > 8):  # packed fields are one byte
             calls += [
                 ("append", keys, [self.layout.small_max, *args])
@@ -292,7 +312,7 @@ class Buckets(Housekeeping):
             calls += [("append_packed", [], argv) for argv in packing.packed_appends(self.layout, self.prefix, add)]
         if add is not None:
             # the added count is known up front, so it rides in the same pipeline
-            calls.append(("hincrby", [self.meta_key], [ENTRIES, add.entries]))
+            calls.append(("if_meta", [self.meta_key], ["HINCRBY", ENTRIES, add.entries]))
         return calls, n_remove
 
     # -- reads ------------------------------------------------------------

@@ -181,7 +181,17 @@ end
 return 0
 """
 
+# One key: a write to the meta hash (HINCRBY or HSET) only while the hash exists, so a
+# writer that outlives a clear() (or a Redis that lost the index) never re-creates a
+# meta hash holding counters only, which no process could open. KEYS[1] = the meta
+# hash; ARGV = [command, field, value, ...]. Returns the command's reply, or nil.
+_IF_META = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
+"""
+
 SCRIPTS = {
+    "if_meta": _IF_META,
     "append_packed": _APPEND_PACKED,
     "lock": _LOCK,
     "unlock": _UNLOCK,
