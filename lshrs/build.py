@@ -157,7 +157,7 @@ def hashed_chunks(index: Attachment, batches: Iterable[Rows], shown: Any) -> Ite
     pooled: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.uint8] | None]] = []
     entries = 0
     for rows in batches:
-        check_width(rows.ids, index.id_bytes)
+        inputs.check_width(rows.ids, index.id_bytes, name="stored ids", hint="; make the index with id_bytes=8")
         family = index.ready(rows.vectors.shape[1])
         vectors = inputs.as_vectors(rows.vectors, dim=family.dim, name="stored vectors")
         pooled.append((rows.ids, family.codes(vectors), family.rank_codes(vectors) if family.code_bytes else None))
@@ -169,16 +169,6 @@ def hashed_chunks(index: Attachment, batches: Iterable[Rows], shown: Any) -> Ite
             pooled, entries = [], 0
     if pooled:
         yield _pool(pooled)
-
-
-def check_width(ids: NDArray[np.int64], id_bytes: int) -> None:
-    """Refuse stored ids the buckets cannot hold: packed into fewer bytes they would wrap onto other ids."""
-    low, high = inputs.id_range(id_bytes)
-    if len(ids) and (int(ids.min()) < low or int(ids.max()) > high):
-        raise ValueError(
-            f"stored ids: expected ids in [{low}, {high}] (id_bytes={id_bytes}), got min {int(ids.min())} "
-            f"max {int(ids.max())}; make the index with id_bytes=8"
-        )
 
 
 def _pool(parts: list[Chunk]) -> Chunk:

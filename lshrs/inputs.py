@@ -50,11 +50,7 @@ def as_ids(ids: Any, *, id_bytes: int = 8, name: str = "ids", allow_empty: bool 
     if arr.dtype.kind == "u" and arr.size and int(arr.max()) > np.iinfo(np.int64).max:
         raise ValueError(f"{name}: ids must fit in a signed 64-bit integer")
     arr = arr.astype(np.int64)
-    lo, hi = id_range(id_bytes)
-    if arr.size and (int(arr.min()) < lo or int(arr.max()) > hi):
-        raise ValueError(
-            f"{name}: expected ids in [{lo}, {hi}] (id_bytes={id_bytes}), got min {arr.min()} max {arr.max()}"
-        )
+    check_width(arr, id_bytes, name=name)
     uniq, counts = np.unique(arr, return_counts=True)
     if len(uniq) != len(arr):
         dups = uniq[counts > 1][:5].tolist()
@@ -65,6 +61,16 @@ def as_ids(ids: Any, *, id_bytes: int = 8, name: str = "ids", allow_empty: bool 
 def id_range(id_bytes: int) -> tuple[int, int]:
     bits = 8 * id_bytes
     return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+
+
+def check_width(ids: NDArray[np.int64], id_bytes: int, *, name: str = "ids", hint: str = "") -> None:
+    """Refuse ids outside what `id_bytes` signed bytes hold: packed narrower, they wrap onto other ids."""
+    lo, hi = id_range(id_bytes)
+    if len(ids) and (int(ids.min()) < lo or int(ids.max()) > hi):
+        raise ValueError(
+            f"{name}: expected ids in [{lo}, {hi}] (id_bytes={id_bytes}), got min {int(ids.min())} "
+            f"max {int(ids.max())}{hint}"
+        )
 
 
 def _is_int(value: Any) -> bool:

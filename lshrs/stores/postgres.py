@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 from psycopg import sql
 from psycopg.pq import Format
 
+from lshrs.inputs import id_range
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
 from lshrs.stores.sql import check_identifier, dump_metadata
 
@@ -239,8 +240,7 @@ class PostgresStore:
     def check_ids(self, ids: NDArray[np.int64]) -> None:
         """Refuse ids the id column cannot hold: binary COPY would wrap them onto other rows."""
         kind = self._types["id"]
-        bits = 8 * np.dtype(_ID_FORMATS[kind]).itemsize
-        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        low, high = id_range(np.dtype(_ID_FORMATS[kind]).itemsize)
         ids = np.asarray(ids, np.int64)
         if len(ids) and (int(ids.min()) < low or int(ids.max()) > high):
             raise ValueError(
