@@ -42,6 +42,7 @@ from numpy.typing import NDArray
 
 from lshrs import inputs
 from lshrs.codes import asymmetric_scores, centre, hamming_pairs, prefilter, rank_codes
+from lshrs.definition import DEFAULT_NUM_PROBES
 
 # Fewest training rows per centroid a build should use. In benchmarks/centroids.py,
 # going from 16 to 32 rows changed the share of true neighbours in 4 probed lists by
@@ -189,6 +190,10 @@ class Centroids:
         return int(self.centroids.shape[0])
 
     @property
+    def default_probes(self) -> int:
+        return default_probes(self.nlist)
+
+    @property
     def code_bytes(self) -> int:
         """Bytes of the ranking code each bucket entry carries: one sign bit per dimension (or projection)."""
         bits = self.dim if self.projection is None else len(self.projection)
@@ -334,6 +339,10 @@ class Untrained:
     num_tables: ClassVar[int] = 1
     num_bits: ClassVar[int] = 1
     dim: int
+
+    @property
+    def default_probes(self) -> int:
+        return DEFAULT_NUM_PROBES  # nothing to probe yet: the index-wide default until it trains
 
     def codes(self, vectors: NDArray[np.float32]) -> NDArray[np.int64]:
         raise RuntimeError("centroids are not trained yet: the index has no buckets to place vectors in")

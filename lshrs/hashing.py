@@ -51,6 +51,11 @@ class HashFamily(Protocol):
     def dim(self) -> int: ...
 
     @property
+    def default_probes(self) -> int:
+        """Buckets a query visits per table when neither the caller nor the tuner chose."""
+        ...
+
+    @property
     def code_bytes(self) -> int:
         """Bytes of ranking code stored beside each id in a bucket entry; 0 for a family without codes."""
         ...

@@ -16,7 +16,7 @@ from typing import ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs.definition import Definition
+from lshrs.definition import DEFAULT_NUM_PROBES, Definition
 
 # Perturbation templates are drawn from the flips of the `_TEMPLATE_BITS`
 # projections closest to zero; sets of up to three flips cover the first few
@@ -68,6 +68,10 @@ class Hyperplanes:
     @property
     def dim(self) -> int:
         return int(self.planes.shape[0])
+
+    @property
+    def default_probes(self) -> int:
+        return DEFAULT_NUM_PROBES
 
     def fields(self) -> dict[str, bytes | int]:
         return {PLANES: self.planes.astype("<f4").tobytes()}

@@ -22,7 +22,7 @@ from lshrs import audit, build, connection, embedded, filters, inputs, locks, se
 from lshrs import tune as tuning
 from lshrs.attachment import Attachment
 from lshrs.buckets import Buckets
-from lshrs.centroids import DEFAULT_RERANK_DEPTH, Centroids, default_probes
+from lshrs.centroids import DEFAULT_RERANK_DEPTH
 from lshrs.definition import (
     DEFAULT_ID_BYTES,
     DEFAULT_NUM_BITS,
@@ -200,10 +200,8 @@ class LSHRS:
             return self._num_probes
         if self.attachment.saved_probes:
             return self.attachment.saved_probes
-        trained = self.hasher
-        if isinstance(trained, Centroids):
-            return default_probes(trained.nlist)
-        return DEFAULT_NUM_PROBES
+        family = self.hasher
+        return DEFAULT_NUM_PROBES if family is None else family.default_probes
 
     @num_probes.setter
     def num_probes(self, value: int) -> None:
