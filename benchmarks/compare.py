@@ -36,7 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 import alternatives  # noqa: E402
 import realdata  # noqa: E402
 import report  # noqa: E402
-from core import used_memory  # noqa: E402
+from core import settled_memory, used_memory  # noqa: E402
 from servers import Postgres, RedisServer, debian_pg_bindir  # noqa: E402
 
 from lshrs import LSHRS, MemoryStore, PostgresStore, RedisStore, SQLiteStore, __version__  # noqa: E402
@@ -68,25 +68,6 @@ CENTROID_GRID = {512: [16, 32, 64], 1024: [16, 32, 64, 128], 2048: [32, 64, 128]
 QUICK_CENTROID_GRID = {1024: [32, 64]}
 DEPTHS = [100, 200, 400]
 FAMILIES = ("hyperplanes", "centroids")
-
-
-def settled_memory(client: redis.Redis, timeout: float = 10.0) -> int:
-    """used_memory once it stops moving (two readings 0.5 s apart within 0.1 %).
-
-    Right after a build Redis still holds about 60 bytes per vector of a
-    122k-vector centroid build in buffers it releases within two seconds
-    (seen as 133 B/vector at once, 72.9 two seconds later, where MEMORY USAGE
-    of the index's keys sums to 72.7).
-    """
-    deadline = time.monotonic() + timeout
-    last = int(client.info("memory")["used_memory"])
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        now = int(client.info("memory")["used_memory"])
-        if abs(now - last) <= 0.001 * max(last, 1):
-            return now
-        last = now
-    return last
 
 
 def engine_name(family: str, store_kind: str) -> str:

@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 import realdata  # noqa: E402
+from core import settled_memory  # noqa: E402
 from servers import RedisServer  # noqa: E402
 
 from lshrs import LSHRS, MemoryStore, __version__  # noqa: E402
@@ -54,8 +55,7 @@ def measure(size: int, corpus: np.ndarray, queries: np.ndarray) -> dict:
         started = time.perf_counter()
         lsh.index()
         build_s = time.perf_counter() - started
-        time.sleep(3)  # Redis shrinks the write's client query buffer within a couple of seconds
-        used = client.info("memory")["used_memory"] - base
+        used = settled_memory(client) - base  # Redis releases the write's buffers within a couple of seconds
         hits = lsh.query_many(queries, top_k=10)
         recall = float(np.mean([len({h.id for h in row} & set(t)) / 10 for row, t in zip(hits, truth.tolist())]))
         candidates = lsh.candidate_counts(queries).astype(float)
