@@ -30,6 +30,15 @@ class CountingStore(MemoryStore):
         return super().get(ids, payload=payload)
 
 
+def built(make, vectors, **options):
+    """A centroid index of `vectors` (ids = row numbers) in a MemoryStore, trained and built by index()."""
+    store = MemoryStore()
+    store.put(np.arange(len(vectors)), vectors)
+    lsh = make(store=store, **options)
+    lsh.index()
+    return lsh
+
+
 @pytest.fixture
 def corpus():
     vectors = clustered(6_000, dim=DIM, clusters=60, seed=1)
@@ -91,10 +100,7 @@ def test_a_small_index_stays_exact_then_trains_itself(make_index):
 
 def test_replace_and_delete_move_entries_and_codes(make_index, corpus):
     vectors, _, _ = corpus
-    store = MemoryStore()
-    store.put(np.arange(len(vectors)), vectors)
-    lsh = make_index(store=store, family="centroids", exact_below=0)
-    lsh.index()
+    lsh = built(make_index, vectors, family="centroids", exact_below=0)
     moved = vectors[:50][::-1].copy()  # rows 0..49 take each other's vectors: new buckets and codes
     lsh.ingest(vectors=moved, ids=np.arange(50))
     assert lsh.verify()["ok"] and lsh.count() == len(vectors)
@@ -110,10 +116,7 @@ def test_replace_and_delete_move_entries_and_codes(make_index, corpus):
 
 def test_repair_restores_lost_entries_with_their_codes(make_index, corpus, redis_client, name):
     vectors, queries, truth = corpus
-    store = MemoryStore()
-    store.put(np.arange(len(vectors)), vectors)
-    lsh = make_index(store=store, family="centroids", exact_below=0)
-    lsh.index()
+    lsh = built(make_index, vectors, family="centroids", exact_below=0)
     before = lsh.query_many(queries, top_k=10)
     lost = list(redis_client.scan_iter(match=f"lshrs:{name}:b:*", count=1000))[:5]
     redis_client.delete(*lost)
@@ -126,17 +129,14 @@ def test_repair_restores_lost_entries_with_their_codes(make_index, corpus, redis
 
 def test_another_process_attaches_with_the_same_centroids(make_index, corpus, redis_client, name):
     vectors, queries, _ = corpus
-    store = MemoryStore()
-    store.put(np.arange(len(vectors)), vectors)
-    lsh = make_index(store=store, family="centroids", exact_below=0)
-    lsh.index()
-    other = LSHRS(redis=redis_client, name=name, store=store, exact_below=0)
+    lsh = built(make_index, vectors, family="centroids", exact_below=0)
+    other = LSHRS(redis=redis_client, name=name, store=lsh.store, exact_below=0)
     assert isinstance(other.hasher, Centroids)
     assert np.array_equal(other.hasher.centroids, lsh.hasher.centroids)
     assert np.array_equal(other.hasher.codes(vectors), lsh.hasher.codes(vectors))
     assert other.query_many(queries, top_k=5) == lsh.query_many(queries, top_k=5)
     with pytest.raises(ValueError, match="family='centroids', not 'hyperplanes'"):
-        LSHRS(redis=redis_client, name=name, store=store, family="hyperplanes")
+        LSHRS(redis=redis_client, name=name, store=lsh.store, family="hyperplanes")
 
 
 def test_bad_family_arguments_are_refused_before_any_write(redis_client, name):
@@ -180,10 +180,7 @@ def test_filters_and_index_from_arrays(make_index, corpus):
 
 def test_the_tuner_refuses_a_centroid_index(make_index, corpus):
     vectors, _, _ = corpus
-    store = MemoryStore()
-    store.put(np.arange(len(vectors)), vectors)
-    lsh = make_index(store=store, family="centroids")
-    lsh.index()
+    lsh = built(make_index, vectors, family="centroids")
     with pytest.raises(ValueError, match="tune: .* uses centroids"):
         lsh.tune()
 
@@ -201,10 +198,7 @@ async def test_async_verbs_on_a_centroid_index(make_index, corpus):
 def test_a_centroid_index_on_redis_cluster(cluster_client: redis.RedisCluster, corpus, name):
     vectors, queries, truth = corpus
     for make in index_factory(cluster_client, name):
-        store = MemoryStore()
-        store.put(np.arange(len(vectors)), vectors)
-        lsh = make(store=store, family="centroids", exact_below=0)
-        lsh.index()
+        lsh = built(make, vectors, family="centroids", exact_below=0)
         assert lsh.verify()["ok"] and recall(lsh.query_many(queries, top_k=10), truth) >= 0.95
         lsh.ingest(vectors=vectors[:20][::-1].copy(), ids=np.arange(20))
         assert lsh.delete(np.arange(30, 40)) == 10 and lsh.verify()["ok"]
