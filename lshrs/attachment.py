@@ -63,6 +63,7 @@ class Attachment:
         self.family: HashFamily | None = None
         self.sketches: SketchCache | None = None
         self.saved_probes: int | None = None
+        self.saved_depth: int | None = None  # the rerank depth tune(apply=True) chose
 
     @property
     def name(self) -> str:
@@ -219,6 +220,7 @@ class Attachment:
         self.family = family
         self.definition = definition
         self.saved_probes = meta.num_probes
+        self.saved_depth = meta.rerank_depth
         if family.code_bytes:
             self.sketches = None  # the bucket entries carry what ranks the candidates
         elif self.sketch_capacity and (self.sketches is None or self.sketches.dim != definition.dim):

@@ -25,7 +25,7 @@ import click
 import numpy as np
 import redis
 
-from lshrs import connection, inputs
+from lshrs import connection, inputs, tune_probes
 from lshrs import tune as tuning
 from lshrs.buckets import Buckets
 from lshrs.cli_options import Target, int_list, share_list, target_options
@@ -277,6 +277,12 @@ def verify(target: Target, fix: bool) -> None:
     help=f"num_probes values to try (default {','.join(map(str, tuning.DEFAULT_PROBES))}).",
 )
 @click.option(
+    "--depths",
+    metavar="N,N,...",
+    callback=int_list,
+    help=f"Centroid indexes: rerank_depth values to try (default {','.join(map(str, tune_probes.DEFAULT_DEPTHS))}).",
+)
+@click.option(
     "--top-p",
     "top_p",
     metavar="P,P,...",
@@ -307,6 +313,7 @@ def tune_command(
     tables: list[int] | None,
     bits: list[int] | None,
     probes: list[int] | None,
+    depths: list[int] | None,
     top_p: tuple[float, ...] | None,
     vectors: Path | None,
     seed: int,
@@ -314,15 +321,18 @@ def tune_command(
     as_json: bool,
     progress: bool,
 ) -> None:
-    """Find the fastest (tables, bits, probes) that reaches a recall on a sample of your own vectors.
+    """Find the fastest setting that reaches a recall on your own vectors.
 
-    Each (tables, bits) pair is built as a scratch index of the sample on
-    the same Redis and deleted afterwards: the index's buckets and store are
-    only read (unless --apply). Prints every setting measured and the
-    chosen one. Exits 1, applying nothing, when no setting reaches
-    --target-recall; the table then shows the closest.
+    A centroid index (the default) times (probes, rerank depth) with real
+    queries on itself. A hyperplane index builds each (tables, bits) pair
+    as a scratch index of a sample on the same Redis and deletes it
+    afterwards. The index's buckets and store are only read (unless
+    --apply). Prints every setting measured and the chosen one. Exits 1,
+    applying nothing, when no setting reaches --target-recall; the table
+    then shows the closest.
     """
-    grid = {k: v for k, v in (("num_tables", tables), ("num_bits", bits), ("num_probes", probes)) if v}
+    named = (("num_tables", tables), ("num_bits", bits), ("num_probes", probes), ("rerank_depth", depths))
+    grid = {k: v for k, v in named if v}
     sample = None if vectors is None else np.load(vectors, allow_pickle=False)
     with target.open(show_progress=progress) as lsh:
         result = lsh.tune(sample, target_recall=target_recall, top_k=top_k, sample_size=sample_size,

@@ -34,6 +34,7 @@ GROUP_BITS = "group_bits"
 SMALL_MAX = "small_max"
 # Changed while the index lives:
 NUM_PROBES = "num_probes"  # saved by tune(apply=True)
+RERANK_DEPTH = "rerank_depth"  # saved by tune(apply=True) on a centroid index
 NEXT_ID = "next_id"  # the counter ingest() draws fresh ids from
 BUILD = "build"  # a BuildState
 INDEXED_THROUGH = "indexed_through"  # index()'s checkpoint: the last id of the last written chunk
@@ -43,7 +44,7 @@ GENERATION = "generation"  # moves whenever entries are removed (sketch.py)
 # The parameters a user may pass to LSHRS(); a conflict with a stored index raises.
 PARAMS = (DIM, NUM_TABLES, NUM_BITS, SEED, ID_BYTES)
 # What survives `index(rebuild=True)`: everything but the build state, checkpoint and counters.
-_KEPT_ON_REBUILD = (*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NEXT_ID, NUM_PROBES)
+_KEPT_ON_REBUILD = (*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NEXT_ID, NUM_PROBES, RERANK_DEPTH)
 
 LEGACY_FAMILY = "hyperplanes"  # the family of a definition that names none
 # New indexes: centroid buckets with ranking codes. On 121,900 real MiniLM vectors
@@ -123,6 +124,7 @@ class Meta:
     build: BuildState | None
     indexed_through: int | None
     num_probes: int | None
+    rerank_depth: int | None
     raw: Mapping[str, bytes] = field(repr=False)
 
     @classmethod
@@ -133,8 +135,8 @@ class Meta:
             readable = " and ".join(map(str, READABLE_FORMATS))
             raise ValueError(f"index {name!r}: format version {version}, this lshrs reads {readable}")
         family = raw.get(FAMILY, LEGACY_FAMILY.encode()).decode()
-        fixed = {*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NUM_PROBES, NEXT_ID, BUILD, INDEXED_THROUGH,
-                 ENTRIES, GENERATION}  # fmt: skip
+        fixed = {*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NUM_PROBES, RERANK_DEPTH, NEXT_ID, BUILD,
+                 INDEXED_THROUGH, ENTRIES, GENERATION}  # fmt: skip
         definition = Definition(
             **{k: int(raw[k]) for k in PARAMS},
             group_bits=int(raw[GROUP_BITS]),
@@ -148,6 +150,7 @@ class Meta:
             BuildState(build.decode()) if build else None,
             int(raw[INDEXED_THROUGH]) if INDEXED_THROUGH in raw else None,
             int(raw[NUM_PROBES]) if NUM_PROBES in raw else None,
+            int(raw[RERANK_DEPTH]) if RERANK_DEPTH in raw else None,
             raw,
         )
 

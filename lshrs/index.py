@@ -43,6 +43,7 @@ from lshrs.stores.pages import Pages
 
 if TYPE_CHECKING:
     from lshrs.tune import TuneResult
+    from lshrs.tune_probes import ProbeTuneResult
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -78,16 +79,19 @@ class LSHRS:
         dim: vector dimension; inferred from the store or the first vectors.
         num_tables: hash tables (L). More tables, more recall and memory.
         num_bits: bits per table (K). More bits, smaller buckets.
-        num_probes: buckets visited per table at query time (multi-probe);
-            default: the value `tune(apply=True)` saved with the index, else 128.
+        num_probes: buckets visited per table at query time (multi-probe;
+            for centroids, the nearest centroids visited); default: what
+            `tune(apply=True)` saved with the index, else the family's default
+            (128 for hyperplanes, see `centroids.default_probes`).
         seed: seed of the hyperplanes or the centroids' training (drawn once, then stored in Redis).
         id_bytes: width of an id in the buckets: 4 (default, ids below 2**31) or 8 (any int64 id).
-        family: hash family of a new index: ``"hyperplanes"`` (default) or
-            ``"centroids"`` (k-means buckets trained on the store, with ranking
-            codes in the bucket entries; see the README).
+        family: hash family of a new index: ``"centroids"`` (default: k-means
+            buckets trained on the store, with ranking codes in the bucket
+            entries; see the README) or ``"hyperplanes"``.
         nlist: centroids of a centroid index; default about 4 sqrt(rows).
         rerank_depth: candidates a centroid index reranks by exact cosine when
-            a query gives no top_p (the codes choose them).
+            a query gives no top_p (the codes choose them); default: what
+            `tune(apply=True)` saved, else 200.
         redis: an existing redis-py client (``Redis`` or ``RedisCluster``).
         async_redis: a redis.asyncio client for the ``a``-prefixed verbs;
             default: one made like the sync client, per event loop.
@@ -117,7 +121,7 @@ class LSHRS:
         id_bytes: int | None = None,
         family: str | None = None,
         nlist: int | None = None,
-        rerank_depth: int = DEFAULT_RERANK_DEPTH,
+        rerank_depth: int | None = None,
         redis: Any = None,
         redis_url: str | None = None,
         async_redis: Any = None,
@@ -141,7 +145,7 @@ class LSHRS:
         )
         family = check_family(family, requested)
         nlist = None if nlist is None else inputs.positive("nlist", nlist)
-        self.rerank_depth = inputs.positive("rerank_depth", rerank_depth)
+        self._rerank_depth = None if rerank_depth is None else inputs.positive("rerank_depth", rerank_depth)
         if store is not None:
             capabilities(store)  # a store lacking a required method is refused here, not at its first use
         self.redis, self._owns_client = connection.connect(redis, redis_url, data_dir)
@@ -206,6 +210,17 @@ class LSHRS:
     @num_probes.setter
     def num_probes(self, value: int) -> None:
         self._num_probes = inputs.positive("num_probes", value)
+
+    @property
+    def rerank_depth(self) -> int:
+        """Candidates a centroid query reranks: as given, else what `tune(apply=True)` saved, else the default."""
+        if self._rerank_depth is not None:
+            return self._rerank_depth
+        return self.attachment.saved_depth or DEFAULT_RERANK_DEPTH
+
+    @rerank_depth.setter
+    def rerank_depth(self, value: int) -> None:
+        self._rerank_depth = inputs.positive("rerank_depth", value)
 
     # -- embedding ---------------------------------------------------------
 
@@ -439,27 +454,38 @@ class LSHRS:
         apply: bool = False,
         seed: int = 0,
         top_p: Sequence[float] = tuning.DEFAULT_TOP_P,
-    ) -> TuneResult:
-        """Measure (tables, bits, probes, top_p) settings on a sample; report the fastest that meets the target.
+    ) -> TuneResult | ProbeTuneResult:
+        """Measure settings on your own vectors; report (and optionally apply) the fastest that meets the target.
 
-        Each (tables, bits) pair of the grid is built as a scratch index on
-        this Redis over a `MemoryStore` of the sample and deleted afterwards;
-        this index's buckets and store are only read. `num_queries` rows of
-        the sample are held out, and their exact top-k in the whole store (or
-        among `vectors`) is the truth. See `lshrs.tune` for how, and why.
+        A centroid index (the default family) measures (num_probes,
+        rerank_depth) on itself: `num_queries` stored rows (or `vectors`) are
+        the queries, their exact top-k in the store is the truth, and every
+        setting is timed with real queries. See `lshrs.tune_probes`.
+
+        A hyperplane index builds each (tables, bits) pair of the grid as a
+        scratch index on this Redis over a `MemoryStore` of a sample and
+        deletes it afterwards; `num_queries` rows of the sample are held out,
+        and their exact top-k in the whole store (or among `vectors`) is the
+        truth. See `lshrs.tune`.
+
+        This index's buckets and store are only read unless `apply`.
 
         Args:
             vectors: (n, d) vectors to tune on; default a uniform random sample
-                of up to `sample_size` stored rows.
-            grid: optional lists under ``num_tables``, ``num_bits``, ``num_probes``.
+                of the store (centroids: `num_queries` rows; hyperplanes: up
+                to `sample_size`).
+            grid: optional lists under ``num_probes`` and ``rerank_depth``
+                (centroids) or ``num_tables``, ``num_bits``, ``num_probes``.
             apply: make the chosen setting this index's (only if one met the
-                target); new tables or bits rebuild the buckets from the store.
-            top_p: shares of the candidates to try reranking, ranked by sketch;
-                ``()`` tries none. top_p stays a query argument.
+                target). Centroids: probes and depth are saved in the index's
+                meta. Hyperplanes: new tables or bits rebuild the buckets.
+            top_p: hyperplanes only: shares of the candidates to try
+                reranking, ranked by sketch; ``()`` tries none.
 
         Returns:
-            A `TuneResult`: every measured row, the chosen one (None when none
-            met the target), and a text table (``str(result)``).
+            A `TuneResult` (hyperplanes) or `ProbeTuneResult` (centroids):
+            every measured row, the chosen one (None when none met the
+            target), and a text table (``str(result)``).
         """
         return tuning.tune(
             self,

@@ -35,12 +35,13 @@ import numpy as np
 import redis
 from numpy.typing import NDArray
 
-from lshrs import inputs, progress, ranking, search, steps
+from lshrs import inputs, progress, ranking, search, steps, tune_probes
 from lshrs.buckets import Buckets
-from lshrs.definition import NUM_PROBES, BuildState
+from lshrs.definition import DEFAULT_FAMILY, NUM_PROBES, BuildState
 from lshrs.sketch import SketchCache
 from lshrs.stores.memory import MemoryStore
 from lshrs.stores.pages import Pages
+from lshrs.tune_probes import ProbeTuneResult
 from lshrs.tune_report import LATENCY_TIE, TuneResult, TuneRow, pick
 from lshrs.tune_sample import Sample, Source, draw, rerank_cost
 
@@ -104,20 +105,24 @@ def tune(
     apply: bool = False,
     seed: int = 0,
     top_p: Sequence[float] = DEFAULT_TOP_P,
-) -> TuneResult:
+) -> TuneResult | ProbeTuneResult:
     """`LSHRS.tune` (see there): check everything, sample, measure every setting, pick, optionally apply."""
-    if lsh.hasher is not None and lsh.hasher.kind != "hyperplanes":
-        raise ValueError(
-            f"tune: index {lsh.name!r} uses {lsh.hasher.kind}; the tuner measures hyperplane settings "
-            "(tables, bits, probes): a centroid index takes num_probes= and rerank_depth= instead"
-        )
     _check_target(target_recall)
-    shares = _check_top_p(top_p)
     inputs.check_top(top_k, None)
+    if lsh.hasher is None:
+        lsh.attachment.attach()
+    if lsh.hasher is None and (lsh.attachment.requested_family or DEFAULT_FAMILY) != "hyperplanes":
+        raise ValueError(
+            f"tune: index {lsh.name!r} does not exist yet; a centroid index is tuned once index() has trained it "
+            "(pass family='hyperplanes' to tune hyperplane settings before building)"
+        )
+    if lsh.hasher is not None and lsh.hasher.kind != "hyperplanes":
+        return tune_probes.tune(lsh, vectors, target_recall=target_recall, top_k=top_k, num_queries=num_queries,
+                                grid=grid, apply=_check_apply(apply), seed=seed)  # fmt: skip
+    shares = _check_top_p(top_p)
     inputs.positive("sample_size", sample_size)
     inputs.positive("num_queries", num_queries)
-    if not isinstance(apply, bool):
-        raise TypeError(f"apply: expected a bool, got {type(apply).__name__}")
+    _check_apply(apply)
     wanted = _check_grid(grid)
     rng = np.random.default_rng(seed)
     source = Source(lsh.store, lsh.name, lsh.dim, lsh.batch_size, lsh.show_progress)
@@ -150,6 +155,12 @@ def _check_target(target: Any) -> None:
         raise TypeError(f"target_recall: expected a float in (0, 1], got {type(target).__name__}")
     if math.isnan(target) or not 0.0 < float(target) <= 1.0:
         raise ValueError(f"target_recall: expected a value in (0, 1], got {target}")
+
+
+def _check_apply(apply: Any) -> bool:
+    if not isinstance(apply, bool):
+        raise TypeError(f"apply: expected a bool, got {type(apply).__name__}")
+    return apply
 
 
 def _check_top_p(values: Any) -> tuple[float, ...]:

@@ -178,11 +178,52 @@ def test_filters_and_index_from_arrays(make_index, corpus):
     assert len(hits) == 10 and all(h.id % 2 == 0 for h in hits)
 
 
-def test_the_tuner_refuses_a_centroid_index(make_index, corpus):
+def test_tune_measures_probes_and_depth_on_the_index_and_apply_saves_them(make_index, corpus, redis_client, name):
+    vectors, queries, truth = corpus
+    lsh = built(make_index, vectors, family="centroids", exact_below=0)
+    nlist = lsh.hasher.nlist
+    deep = len(vectors)
+    result = lsh.tune(num_queries=100, grid={"num_probes": [1, 2, nlist], "rerank_depth": [10, 50, deep]})
+    assert [(r.num_probes, r.rerank_depth) for r in result.rows] == [
+        (p, d) for p in (1, 2, nlist) for d in (10, 50, deep)
+    ]
+    everything = [r for r in result.rows if r.num_probes == nlist]
+    assert all(r.candidates == len(vectors) - 1 for r in everything)  # every entry but the query's own
+    assert everything[-1].recall == 1.0 and everything[-1].reranked == len(vectors) - 1  # an exact scan
+    assert everything[0].recall < everything[-1].recall  # depth 10: the codes alone rank the top 10
+    assert result.met and result.chosen in result.rows and result.chosen.recall >= 0.95
+    assert not result.applied and lsh.num_probes == lsh.hasher.default_probes  # nothing saved without apply
+    assert "<-" in result.table() and result.summary().startswith("chosen: num_probes=")
+
+    applied = lsh.tune(queries, num_queries=40, grid={"num_probes": [nlist], "rerank_depth": [10, 50]}, apply=True)
+    assert applied.applied and applied.num_queries == 40
+    setting = applied.chosen
+    assert (lsh.num_probes, lsh.rerank_depth) == (setting.num_probes, setting.rerank_depth)
+    other = make_index(store=lsh.store)  # another process reads the saved setting on attach
+    assert (other.num_probes, other.rerank_depth) == (setting.num_probes, setting.rerank_depth)
+    assert recall(other.query_many(queries, top_k=10), truth) >= 0.95
+    assert make_index(num_probes=3, rerank_depth=7).rerank_depth == 7  # given arguments still win
+    lsh.index(rebuild=True)
+    assert make_index().rerank_depth == setting.rerank_depth  # kept by a rebuild
+
+
+def test_tune_on_a_centroid_index_refuses_what_it_cannot_measure(make_index, corpus):
     vectors, _, _ = corpus
+    with pytest.raises(ValueError, match="does not exist yet"):
+        make_index().tune(vectors)  # nothing written
+    small = make_index(family="centroids")
+    small.ingest(vectors=vectors[:10])
+    with pytest.raises(ValueError, match="not trained yet"):
+        small.tune(vectors)
+    small.clear()
     lsh = built(make_index, vectors, family="centroids")
-    with pytest.raises(ValueError, match="tune: .* uses centroids"):
-        lsh.tune()
+    with pytest.raises(ValueError, match="a centroid index tunes num_probes, rerank_depth"):
+        lsh.tune(grid={"num_bits": [8]})
+    with pytest.raises(ValueError, match="rerank_depth"):
+        lsh.tune(grid={"rerank_depth": [0]})
+    before = (lsh.num_probes, lsh.rerank_depth)
+    result = lsh.tune(num_queries=20, target_recall=1.0, grid={"num_probes": [1], "rerank_depth": [10]}, apply=True)
+    assert not result.met and not result.applied and (lsh.num_probes, lsh.rerank_depth) == before
 
 
 async def test_async_verbs_on_a_centroid_index(make_index, corpus):

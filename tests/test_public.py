@@ -42,6 +42,7 @@ class _NoScan:
     def get(self, ids, *, payload=True): ...
     def delete(self, ids): ...
     def count(self): return 0  # fmt: skip
+
     def dim(self): return None  # fmt: skip
 
 

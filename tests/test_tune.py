@@ -380,7 +380,7 @@ def test_cli_tune_errors(cli_index, tmp_path):
     assert lshrs("tune", "--top-p", "0.1,2", env=cli_index).returncode == 2
     empty = {**cli_index, "LSHRS_SQLITE": str(tmp_path / "empty.sqlite3"), "LSHRS_NAME": "t" + os.urandom(6).hex()}
     result = lshrs("tune", "--no-progress", env=empty)
-    assert result.returncode == 1 and "the store is empty" in result.stderr and "Traceback" not in result.stderr
+    assert result.returncode == 1 and "does not exist yet" in result.stderr and "Traceback" not in result.stderr
     missing = lshrs("tune", "--no-progress", "--vectors", str(tmp_path / "nope.npy"), env=cli_index)
     assert missing.returncode == 1 and "nope.npy" in missing.stderr
     dead = lshrs("tune", "--no-progress", env={**cli_index, "LSHRS_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
