@@ -1,16 +1,18 @@
 """How a centroid index's query cost grows with the corpus, on real embeddings.
 
-    .venv/bin/python benchmarks/growth.py [--sizes 30000 60000 121900] [--queries 200]
+    .venv/bin/python benchmarks/growth.py [--sizes 30000 60000 121700] [--queries 400] [--nlist-scale 1]
 
-For each size, the first N documents of realdata.py's corpus go into a
-MemoryStore and a centroid index at the defaults (nlist = default_nlist(N),
-probes = nlist / 12, rerank depth 100) is built on a fresh Redis; the
-held-out queries' exact top-10 within those N documents is the truth. It
+For each size, N documents of realdata.py's corpus (the first N of one fixed random order) go into a
+MemoryStore and a centroid index (nlist = default_nlist(N) x --nlist-scale)
+is built on a fresh Redis. `LSHRS.tune(apply=True)` then picks probes and
+rerank depth for recall@10 0.95 on one half of the held-out queries (as a
+user would, with their own queries), and the other half measures the
+result, against its exact top-10 within those N documents. It
 records recall@10, candidates (bucket entries whose codes a query scores),
 the vectors it reranks, p50 / p95 of single queries and Redis bytes per
 vector, then fits candidates ~ n^a and p50 ~ n^b by least squares on the
 logs and projects both to 6.4 million and 45 million vectors (the English
-Wikipedia articles and passages). Writes results/growth.json and growth.md.
+Wikipedia articles and passages). Writes results/OUT.json and OUT.md (default growth).
 """
 
 from __future__ import annotations
@@ -34,30 +36,36 @@ from core import settled_memory  # noqa: E402
 from servers import RedisServer  # noqa: E402
 
 from lshrs import LSHRS, MemoryStore, __version__  # noqa: E402
-from lshrs.centroids import DEFAULT_RERANK_DEPTH, default_nlist, default_probes  # noqa: E402
+from lshrs.centroids import default_nlist, default_probes  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 TARGETS = {"English Wikipedia articles": 6_400_000, "English Wikipedia passages": 45_000_000}
 TIMED = 100
+TARGET = 0.95
 
 
-def measure(size: int, corpus: np.ndarray, queries: np.ndarray) -> dict:
-    """One size on its own Redis: build, recall, candidates, latency and memory."""
+def measure(size: int, corpus: np.ndarray, held: np.ndarray, nlist_scale: float) -> dict:
+    """One size on its own Redis: build, tune, then recall, candidates, latency and memory."""
     vectors = corpus[:size]
+    tuning, queries = held[len(held) // 2 :], held[: len(held) // 2]
     truth = realdata.exact_neighbours(queries, vectors, 10)[:, :10]
+    nlist = max(1, round(default_nlist(size) * nlist_scale))
     server = RedisServer()
     try:
         client = redis.Redis.from_url(server.url)
         store = MemoryStore()
         store.put(np.arange(size), vectors)
         base = client.info("memory")["used_memory"]
-        lsh = LSHRS(name="growth", redis=client, store=store)
+        lsh = LSHRS(name="growth", redis=client, store=store, nlist=nlist)
         started = time.perf_counter()
         lsh.index()
         build_s = time.perf_counter() - started
         used = settled_memory(client) - base  # Redis releases the write's buffers within a couple of seconds
+        defaults = lsh.query_many(queries, top_k=10)
+        tuned = lsh.tune(tuning, target_recall=TARGET, apply=True)
+        print(tuned.table(), file=sys.stderr)
         hits = lsh.query_many(queries, top_k=10)
-        recall = float(np.mean([len({h.id for h in row} & set(t)) / 10 for row, t in zip(hits, truth.tolist())]))
+        recall = recall_at_10(hits, truth)
         candidates = lsh.candidate_counts(queries).astype(float)
         times = []
         for q in queries[: TIMED + 1]:
@@ -65,16 +73,18 @@ def measure(size: int, corpus: np.ndarray, queries: np.ndarray) -> dict:
             lsh.query(q, top_k=10)
             times.append(time.perf_counter() - t0)
         ms = np.array(times[1:]) * 1e3
-        nlist = default_nlist(size)
         return {
             "n": size,
             "nlist": nlist,
             "num_probes": lsh.num_probes,
-            "expected_probes": default_probes(nlist),
+            "rerank_depth": lsh.rerank_depth,
+            "tuned": tuned.met,
+            "default_probes": default_probes(nlist),
+            "recall_at_default": recall_at_10(defaults, truth),
             "recall_at_10": recall,
             "candidates": float(candidates.mean()),
             "candidates_fraction": float(candidates.mean() / size),
-            "reranked": float(np.minimum(candidates, DEFAULT_RERANK_DEPTH).mean()),
+            "reranked": float(np.minimum(candidates, lsh.rerank_depth).mean()),
             "p50_ms": float(np.percentile(ms, 50)),
             "p95_ms": float(np.percentile(ms, 95)),
             "build_vectors_per_s": size / build_s,
@@ -82,6 +92,10 @@ def measure(size: int, corpus: np.ndarray, queries: np.ndarray) -> dict:
         }
     finally:
         server.stop()
+
+
+def recall_at_10(hits: list, truth: np.ndarray) -> float:
+    return float(np.mean([len({h.id for h in row} & set(t)) / 10 for row, t in zip(hits, truth.tolist())]))
 
 
 def fit(rows: list[dict], key: str) -> tuple[float, float]:
@@ -102,22 +116,27 @@ def cost_model(rows: list[dict]) -> tuple[float, float]:
 
 
 def markdown(r: dict) -> str:
+    scale = r.get("nlist_scale", 1.0)
+    nlist = "default_nlist(n)" + ("" if scale == 1 else f" x {scale:g}")
     lines = [
         f"# Growth of a centroid index's query cost: {len(r['rows'])} sizes of the real MiniLM corpus",
         "",
         f"lshrs {r['lshrs']}, Python {r['python']}, {r['machine']}; load average {r['load'][0]:.2f}. "
-        f"{r['queries']} held-out queries, the first {TIMED} timed one at a time; MemoryStore; defaults "
-        f"(nlist = default_nlist(n), probes = nlist / 12, rerank depth {DEFAULT_RERANK_DEPTH}).",
-        "Reproduce: `.venv/bin/python benchmarks/growth.py`.",
+        f"{r['queries']} held-out queries: half tune, half measure (the first {TIMED} timed one at a time); "
+        f"MemoryStore; nlist = {nlist}; probes and rerank depth picked by `tune(apply=True)` for "
+        f"recall@10 {TARGET} on the tuning half.",
+        f"Reproduce: `.venv/bin/python benchmarks/growth.py{r.get('command', '')}`.",
         "",
-        "| n | nlist | probes | recall@10 | candidates | share | reranked | p50 ms | p95 ms | Redis B/vector |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| n | nlist | probes (default) | recall@10 (default) | probes (tuned) | depth | recall@10 | candidates "
+        "| share | reranked | p50 ms | p95 ms | Redis B/vector |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for x in r["rows"]:
         lines.append(
-            f"| {x['n']:,} | {x['nlist']:,} | {x['num_probes']} | {x['recall_at_10']:.3f} | {x['candidates']:,.0f} "
-            f"| {100 * x['candidates_fraction']:.2f} % | {x['reranked']:,.0f} | {x['p50_ms']:.2f} | {x['p95_ms']:.2f} "
-            f"| {x['redis_bytes_per_vector']:.0f} |"
+            f"| {x['n']:,} | {x['nlist']:,} | {x['default_probes']} | {x['recall_at_default']:.3f} "
+            f"| {x['num_probes']} | {x['rerank_depth']} "
+            f"| {x['recall_at_10']:.3f} | {x['candidates']:,.0f} | {100 * x['candidates_fraction']:.2f} % "
+            f"| {x['reranked']:,.0f} | {x['p50_ms']:.2f} | {x['p95_ms']:.2f} | {x['redis_bytes_per_vector']:.0f} |"
         )
     a, b = r["fit"]["candidates"], r["fit"]["p50_ms"]
     model = r["cost_model"]
@@ -125,9 +144,7 @@ def markdown(r: dict) -> str:
         "",
         f"Fitted over these sizes: candidates ~ n^{a[0]:.2f}, p50 ~ n^{b[0]:.2f} (least squares on the logs); "
         f"p50 = {model['fixed_ms']:.2f} ms + {1e3 * model['ms_per_candidate']:.3f} µs per candidate "
-        "(least squares). The aim was p50 growing no faster than n^0.5: the p50 exponent is below it only",
-        "because a fixed per-query cost dominates at these sizes; the candidates grow linearly, because the",
-        "default probes (nlist / 12) keep the share of the corpus a query scores constant while nlist grows.",
+        "(least squares).",
         "",
         "| projected to | n | candidates | p50 ms (fixed + per candidate) |",
         "| --- | ---: | ---: | ---: |",
@@ -138,66 +155,50 @@ def markdown(r: dict) -> str:
     lines += [
         "",
         "The projection carries a fit over a 4x range of sizes 50-370x further: read it as the shape of the",
-        "growth, not a promise. What would bend it: probes growing like sqrt(nlist) instead of nlist (4x the",
-        "centroids needed 2x the probes for the same recall in partition.md), which makes the candidates",
-        "grow like n^0.75 with nlist ~ sqrt(n), or like sqrt(n) with nlist ~ n. Not measured yet.",
+        "growth, not a promise.",
     ]
     return "\n".join(lines) + "\n"
 
 
-def rewrite() -> None:
-    """Redraw growth.md from growth.json (the model and the text), without measuring again."""
-    result = json.loads((RESULTS / "growth.json").read_text())
-    rows = result["rows"]
-    fixed, per = cost_model(rows)
-    a, c = result["fit"]["candidates"]
-    result["cost_model"] = {"fixed_ms": fixed, "ms_per_candidate": per}
-    result["projection"] = {
-        label: {"candidates": c * n**a, "p50_ms": fixed + per * c * n**a} for label, n in TARGETS.items()
-    }
-    (RESULTS / "growth.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "growth.md").write_text(markdown(result))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[30_000, 60_000, 121_900])
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--rewrite", action="store_true", help="redraw growth.md from growth.json")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[30_000, 60_000, 121_700])
+    parser.add_argument("--queries", type=int, default=400, help="held out: half tune, half measure")
+    parser.add_argument("--nlist-scale", type=float, default=1.0, help="nlist = default_nlist(n) x this")
+    parser.add_argument("--out", default="growth", help="results/OUT.json and OUT.md")
     args = parser.parse_args()
-    if args.rewrite:
-        rewrite()
-        return
     _, vectors = realdata.load()
     held, keep = realdata.split_rows(len(vectors), args.queries)
-    corpus, queries = vectors[keep], vectors[held]
+    # Each size is a uniform sample of the corpus (its rows in a fixed random order), so the sizes differ in
+    # how many vectors there are and not in which sources they come from (the corpus lists them source by source).
+    corpus, queries = vectors[np.random.default_rng(1).permutation(keep)], vectors[held]
     load = os.getloadavg()
     rows = []
     for size in args.sizes:
-        row = measure(min(size, len(corpus)), corpus, queries)
+        row = measure(min(size, len(corpus)), corpus, queries, args.nlist_scale)
         print(json.dumps(row), flush=True)
         rows.append(row)
     fits = {key: fit(rows, key) for key in ("candidates", "p50_ms")}
     fixed, per = cost_model(rows)
     a, c = fits["candidates"]
-    projection = {
-        label: {"candidates": c * n**a, "p50_ms": fixed + per * c * n**a} for label, n in TARGETS.items()
-    }
+    projection = {label: {"candidates": c * n**a, "p50_ms": fixed + per * c * n**a} for label, n in TARGETS.items()}
     result = {
         "lshrs": __version__,
         "python": platform.python_version(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
         "load": load,
         "queries": len(queries),
+        "nlist_scale": args.nlist_scale,
+        "command": "".join(f" {a}" for a in sys.argv[1:]),
         "rows": rows,
         "fit": fits,
         "cost_model": {"fixed_ms": fixed, "ms_per_candidate": per},
         "projection": projection,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "growth.json").write_text(json.dumps(result, indent=2))
-    (RESULTS / "growth.md").write_text(markdown(result))
-    print((RESULTS / "growth.md").read_text())
+    (RESULTS / f"{args.out}.json").write_text(json.dumps(result, indent=2))
+    (RESULTS / f"{args.out}.md").write_text(markdown(result))
+    print((RESULTS / f"{args.out}.md").read_text())
 
 
 if __name__ == "__main__":

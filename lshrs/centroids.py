@@ -88,12 +88,18 @@ DEFAULT_RERANK_DEPTH = 200
 
 
 def default_probes(nlist: int) -> int:
-    """Centroids a query visits: a twelfth of them, at least 8 (all of a small index).
+    """Centroids a query visits: 3 sqrt(nlist), at least 8 (all of a small index).
 
-    Measured on the real corpus with 1,024 centroids: 64 probes gave recall@10
-    0.949, 72 0.954, 85 0.960, 96 0.963 (p50 1.9, 2.1, 2.2, 2.3 ms).
+    The share a query must visit falls as the centroids grow finer. Tuned for
+    recall@10 0.95 on uniform samples of the real MiniLM corpus
+    (benchmarks/results/growth.md, probes in steps of sqrt(2)): 512 centroids
+    needed 64-91 probes (64 reached 0.945), 1,024 needed 64 at 121,700
+    vectors and 91 at 60,000. A fixed share (the earlier nlist / 12: 42 of
+    512) fell short on the smaller index and made candidates grow like n;
+    3 sqrt(nlist) gives 68 and 96, and candidates growing like n^0.75 when
+    nlist grows like sqrt(n).
     """
-    return min(nlist, max(8, nlist // 12))
+    return min(nlist, max(8, round(3 * math.sqrt(nlist))))
 
 
 def default_nlist(n_vectors: int) -> int:

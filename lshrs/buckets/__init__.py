@@ -55,6 +55,11 @@ __all__ = ["BucketWrites", "Buckets", "Fetched", "Layout", "server_layout", "sto
 
 log = logging.getLogger("lshrs")
 
+# How long a write's once keys live (scripts.py): longer than any re-send of
+# the same pipeline (redis-py's default retry gives up within about 10 s), short
+# enough that a bulk build's keys expire well before they add up.
+ONCE_TTL_MS = 120_000
+
 
 def store_prefix(name: str) -> bytes:
     """Key prefix of `RedisStore` documents: apart from every index's keys, so `clear()` never touches them."""
@@ -93,6 +98,36 @@ def _definition_args(fields: Mapping[str, bytes | str | int]) -> list[bytes | st
     for key, value in {**fields, GENERATION: secrets.randbits(62)}.items():
         argv += [key, value]
     return argv
+
+
+class _Once:
+    """Once keys for the calls of one `apply` (scripts.py): unique per call, each in the slot of what it writes.
+
+    A hash tag puts a once key in the slot of the key it guards: the group's
+    tag for a bucket script, the meta key's whole name for the counter (a key
+    without braces hashes whole, the same as a tag holding all of it; index
+    names cannot hold braces).
+    """
+
+    def __init__(self, prefix: bytes, meta_key: bytes) -> None:
+        self.base = prefix + b"once:"
+        self.meta_key = meta_key
+        self.token = secrets.token_hex(8).encode()
+        self.calls = 0
+
+    def _next(self) -> bytes:
+        self.calls += 1
+        return b"%s:%d" % (self.token, self.calls)
+
+    def key(self) -> bytes:
+        return self.base + self._next()
+
+    def beside(self, group_key: bytes) -> bytes:
+        tag = group_key[group_key.index(b"{") : group_key.index(b"}") + 1]
+        return self.base + tag + b":" + self._next()
+
+    def meta(self) -> list[bytes]:
+        return [self.meta_key, self.base + b"{" + self.meta_key + b"}:" + self._next()]
 
 
 class Buckets(Housekeeping):
@@ -266,24 +301,28 @@ class Buckets(Housekeeping):
         """Remove then append entries in one pipeline; returns entries removed.
 
         Removal runs first so an id re-added to the bucket it already sits in
-        ends up there exactly once.
+        ends up there exactly once. Every write runs at most once however
+        often the client re-sends the pipeline (scripts.py's once keys).
         """
-        calls, n_remove = self._apply_calls(add, remove)
+        once = _Once(self.prefix, self.meta_key)
+        calls, n_remove = self._apply_calls(add, remove, once)
         replies = self._run(calls)
         self._check_meta(replies[n_remove:])
         removed = int(sum(replies[:n_remove]))
         if removed:
-            self._check_meta([self._scripts["if_meta"](keys=[self.meta_key], args=["HINCRBY", ENTRIES, -removed])])
+            self._check_meta([self._scripts["count_once"](keys=once.meta(), args=[ONCE_TTL_MS, ENTRIES, -removed])])
         return removed
 
     async def aapply(self, add: BucketWrites | None = None, remove: BucketWrites | None = None) -> int:
-        calls, n_remove = self._apply_calls(add, remove)
+        once = _Once(self.prefix, self.meta_key)
+        calls, n_remove = self._apply_calls(add, remove, once)
         replies = await self._arun(calls)
         self._check_meta(replies[n_remove:])
         removed = int(sum(replies[:n_remove]))
         if removed:
             _, scripts = self.async_client()
-            self._check_meta([await scripts["if_meta"](keys=[self.meta_key], args=["HINCRBY", ENTRIES, -removed])])
+            decrement = await scripts["count_once"](keys=once.meta(), args=[ONCE_TTL_MS, ENTRIES, -removed])
+            self._check_meta([decrement])
         return removed
 
     def _check_meta(self, replies: list[Any]) -> None:
@@ -294,25 +333,31 @@ class Buckets(Housekeeping):
                 "without persistence): open it again"
             )
 
-    def _apply_calls(self, add: BucketWrites | None, remove: BucketWrites | None) -> tuple[list[Call], int]:
+    def _apply_calls(
+        self, add: BucketWrites | None, remove: BucketWrites | None, once: _Once
+    ) -> tuple[list[Call], int]:
         calls: list[Call] = []
+        ttl = ONCE_TTL_MS
         if remove is not None:
             widths = [self.layout.id_bytes, self.layout.entry_bytes]
             for keys, args in packing.script_groups(self.layout, self.prefix, remove, with_codes=False):
-                calls.append(("remove", keys, [*widths, *args]))
+                calls.append(("remove", [once.beside(keys[0]), *keys], [ttl, *widths, *args]))
         n_remove = len(calls)
         if n_remove:  # tells every process's sketch cache that a vector may have changed (sketch.py)
             calls.append(("if_meta", [self.meta_key], ["HINCRBY", GENERATION, 1]))
         if add is not None and (self._cluster or self.layout.group_bits > 8):  # packed fields are one byte
             calls += [
-                ("append", keys, [self.layout.small_max, *args])
+                ("append", [once.beside(keys[0]), *keys], [ttl, self.layout.small_max, *args])
                 for keys, args in packing.script_groups(self.layout, self.prefix, add, with_codes=True)
             ]
         elif add is not None:
-            calls += [("append_packed", [], argv) for argv in packing.packed_appends(self.layout, self.prefix, add)]
+            calls += [
+                ("append_packed", [once.key()], [ttl, *argv])
+                for argv in packing.packed_appends(self.layout, self.prefix, add)
+            ]
         if add is not None:
             # the added count is known up front, so it rides in the same pipeline
-            calls.append(("if_meta", [self.meta_key], ["HINCRBY", ENTRIES, add.entries]))
+            calls.append(("count_once", once.meta(), [ttl, ENTRIES, add.entries]))
         return calls, n_remove
 
     # -- reads ------------------------------------------------------------

@@ -27,39 +27,59 @@ redis.call('HSET', KEYS[1], unpack(ARGV))
 return 1
 """
 
-# One group: KEYS = [hash, large string of each field...],
-# ARGV = [small_max, field1, ids1, field2, ids2, ...]. Appends packed ids to
+# Every bucket write runs at most once. redis-py re-sends a whole pipeline
+# when the connection drops before the replies arrive (its default retry),
+# and an append is not idempotent: each write script takes a "once" key,
+# unique to its call, in the slot of the keys it writes (KEYS[1], with its
+# time to live in ms as ARGV[1]). A call that finds its once key already set
+# is a re-send: it changes nothing and returns what the first run returned.
+_ONCE_BEGIN = """
+local seen = redis.call('GET', KEYS[1])
+if seen then return tonumber(seen) end
+"""
+_ONCE_END = """
+redis.call('SET', KEYS[1], result, 'PX', ARGV[1])
+return result
+"""
+
+
+def _once(body: str) -> str:
+    """A write script that runs at most once per once key; `body` sets the local `result` (a number)."""
+    return _ONCE_BEGIN + "local result = 0\n" + body + _ONCE_END
+
+
+# One group: KEYS = [once, hash, large string of each field...],
+# ARGV = [ttl, small_max, field1, ids1, field2, ids2, ...]. Appends packed ids to
 # each bucket, moving a bucket to its string once it outgrows small_max.
-_APPEND = """
-local limit = tonumber(ARGV[1])
-for i = 2, #KEYS do
-  local field, add = ARGV[2 * i - 2], ARGV[2 * i - 1]
+_APPEND = _once("""
+local limit = tonumber(ARGV[2])
+for i = 3, #KEYS do
+  local field, add = ARGV[2 * i - 3], ARGV[2 * i - 2]
   local large = redis.call('GET', KEYS[i])
   if large then
     redis.call('SET', KEYS[i], large .. add)
   else
-    local value = (redis.call('HGET', KEYS[1], field) or '') .. add
+    local value = (redis.call('HGET', KEYS[2], field) or '') .. add
     if #value > limit then
-      redis.call('HDEL', KEYS[1], field)
+      redis.call('HDEL', KEYS[2], field)
       redis.call('SET', KEYS[i], value)
     else
-      redis.call('HSET', KEYS[1], field, value)
+      redis.call('HSET', KEYS[2], field, value)
     end
   end
 end
-return 0
-"""
+""")
 
 # Standalone Redis only (it builds key names): _APPEND for many groups in one
-# call. ARGV = [small_max, the index's key prefix, "table.group:buckets"
+# call. KEYS = [once]; ARGV = [ttl, small_max, the index's key prefix, "table.group:buckets"
 # tokens separated by spaces, one byte per bucket with its field, a
 # little-endian uint32 per bucket with its byte length, every bucket's ids
 # concatenated]. A bucket is read from its group hash first, where nearly all
 # of them live, and from its own string only when the hash lacks it.
-_APPEND_PACKED = """
-local limit, prefix, fields, lengths, ids = tonumber(ARGV[1]), ARGV[2], ARGV[4], ARGV[5], ARGV[6]
+_APPEND_PACKED = _once("""
+local limit, prefix, fields, lengths, ids = tonumber(ARGV[2]), ARGV[3], ARGV[5], ARGV[6], ARGV[7]
 local b, pos = 0, 1
-for tag, n in string.gmatch(ARGV[3], '(%d+%.%d+):(%d+)') do
+for tag, n in string.gmatch(ARGV[4], '(%d+%.%d+):(%d+)') do
   local hash = prefix .. 'b:{' .. tag .. '}'
   for _ = 1, tonumber(n) do
     b = b + 1
@@ -83,23 +103,22 @@ for tag, n in string.gmatch(ARGV[3], '(%d+%.%d+):(%d+)') do
     end
   end
 end
-return 0
-"""
+""")
 
-# One group: KEYS as _APPEND, ARGV = [id width, entry width, field1, ids1, ...]
+# One group: KEYS as _APPEND, ARGV = [ttl, id width, entry width, field1, ids1, ...]
 # (an entry is an id, then its ranking code where the index keeps codes).
 # Drops every entry whose id is one of the given ids (compared at aligned
 # offsets) and deletes buckets left empty. Returns how many entries were removed.
-_REMOVE = """
-local width, stride = tonumber(ARGV[1]), tonumber(ARGV[2])
+_REMOVE = _once("""
+local width, stride = tonumber(ARGV[2]), tonumber(ARGV[3])
 local removed = 0
-for i = 2, #KEYS do
-  local field, ids = ARGV[2 * i - 1], ARGV[2 * i]
+for i = 3, #KEYS do
+  local field, ids = ARGV[2 * i - 2], ARGV[2 * i - 1]
   local large = true
   local blob = redis.call('GET', KEYS[i])
   if not blob then
     large = false
-    blob = redis.call('HGET', KEYS[1], field)
+    blob = redis.call('HGET', KEYS[2], field)
   end
   if blob then
     local drop = {}
@@ -116,13 +135,13 @@ for i = 2, #KEYS do
       local rest = table.concat(keep)
       if large and #rest > 0 then redis.call('SET', KEYS[i], rest)
       elseif large then redis.call('DEL', KEYS[i])
-      elseif #rest > 0 then redis.call('HSET', KEYS[1], field, rest)
-      else redis.call('HDEL', KEYS[1], field) end
+      elseif #rest > 0 then redis.call('HSET', KEYS[2], field, rest)
+      else redis.call('HDEL', KEYS[2], field) end
     end
   end
 end
-return removed
-"""
+result = removed
+""")
 
 # Standalone Redis only (it builds key names, which a cluster forbids across
 # slots): read many buckets in one call. ARGV[1] = the index's key prefix,
@@ -190,8 +209,20 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 return redis.call(ARGV[1], KEYS[1], unpack(ARGV, 2))
 """
 
+# The entry counter, at most once per once key: KEYS = [meta hash, once], ARGV =
+# [ttl, field, delta]. Nil (as _IF_META) when the meta hash is gone.
+_COUNT_ONCE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local seen = redis.call('GET', KEYS[2])
+if seen then return tonumber(seen) end
+local result = redis.call('HINCRBY', KEYS[1], ARGV[2], ARGV[3])
+redis.call('SET', KEYS[2], result, 'PX', ARGV[1])
+return result
+"""
+
 SCRIPTS = {
     "if_meta": _IF_META,
+    "count_once": _COUNT_ONCE,
     "append_packed": _APPEND_PACKED,
     "lock": _LOCK,
     "unlock": _UNLOCK,
