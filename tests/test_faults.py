@@ -244,3 +244,71 @@ def test_ctrl_c_handler_comes_back_when_redis_fails_mid_write(make_index, monkey
     with pytest.raises(redis.ConnectionError):
         lsh.ingest(vectors=np.eye(4, 8, k=3, dtype=np.float32))
     assert signal.getsignal(signal.SIGINT) is before
+
+
+# -- replies lost after the server ran a bucket write --------------------------------------
+
+
+@pytest.fixture
+def lost_replies(monkeypatch):
+    """Drop the connection after the server ran a bucket-write pipeline, before the client read its replies.
+
+    redis-py's default retry then re-sends the whole pipeline on a new
+    connection, which is what a dropped connection or a Redis that restarts
+    within its retry window does to a writer. `state["left"]` pipelines lose
+    their replies; `state["dropped"]` counts them.
+    """
+    from lshrs.buckets import Buckets
+
+    state = {"left": 0, "dropped": 0, "armed": False}
+    run_once, read = Buckets._run_once, redis.connection.Connection.read_response
+
+    def armed_run(self, calls):
+        state["armed"] = state["left"] > 0 and any(c[0] in ("append", "append_packed", "remove") for c in calls)
+        try:
+            return run_once(self, calls)
+        finally:
+            state["armed"] = False
+
+    def lossy_read(self, *args, **kwargs):
+        reply = read(self, *args, **kwargs)  # the server ran the first call at least
+        if state["armed"]:
+            state["armed"], state["left"], state["dropped"] = False, state["left"] - 1, state["dropped"] + 1
+            time.sleep(0.05)  # and, by now, the rest of the pipeline
+            self.disconnect()
+            raise redis.ConnectionError("connection dropped by the test")
+        return reply
+
+    monkeypatch.setattr(Buckets, "_run_once", armed_run)
+    monkeypatch.setattr(redis.connection.Connection, "read_response", lossy_read)
+    return state
+
+
+@pytest.mark.parametrize("family", ["centroids", "hyperplanes"])
+def test_a_resent_bucket_pipeline_writes_each_entry_once(redis_url, name, lost_replies, family):
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    vectors = clustered(3_000, dim=16, seed=3)
+    store = MemoryStore()
+    store.put(np.arange(2_000), vectors[:2_000])
+    # redis.Redis(host=..., port=...) retries 10 times by default; from_url, as the fixtures use it, does not
+    client = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 3))
+    assert client.connection_pool.get_connection().retry.get_retries() == 3
+    lsh = LSHRS(name=name, redis=client, store=store, family=family, batch_size=500)
+    lost_replies["left"] = 1
+    assert lsh.index() == 2_000  # a bulk build, one of its pipelines re-sent
+    lost_replies["left"] = 1
+    lsh.ingest(vectors=vectors[2_000:], ids=np.arange(2_000, 3_000))  # new rows
+    lost_replies["left"] = 1
+    lsh.ingest(vectors=vectors[:100] * -1, ids=np.arange(100))  # replacements: a removal and an append re-sent
+    lost_replies["left"] = 1
+    assert lsh.delete(np.arange(100, 200)) == 100
+    assert lost_replies["dropped"] == 4
+    report = lsh.verify()
+    assert report["ok"], report
+    assert lsh.count() == 2_900 == report["store_rows"]  # the entry counter was not counted twice either
+    hits = lsh.query(vectors[150], top_k=5, rerank=False)
+    assert all(not 100 <= h.id < 200 for h in hits)
+    lsh.clear()
+    lsh.close()
