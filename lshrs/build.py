@@ -52,9 +52,17 @@ class Plan:
 
 
 def plan(meta: Meta, entries: int) -> Plan:
-    fresh = meta.indexed_through is None and entries == 0
+    """What a build must dedupe, from the state the last one left.
+
+    A build that died leaves its state FRESH or RUNNING. One that died in the
+    middle of its first pipeline left no checkpoint and a zero entry counter
+    (the counter rides at the end of the pipeline), yet some buckets hold
+    entries: only the state tells, so it is never taken for a fresh start.
+    """
+    died = meta.build in (BuildState.FRESH, BuildState.RUNNING)
+    fresh = meta.indexed_through is None and entries == 0 and not died
     dedupe_all = not fresh and meta.build is not BuildState.FRESH
-    return Plan(fresh, not fresh, dedupe_all, meta.build in (BuildState.FRESH, BuildState.RUNNING))
+    return Plan(fresh, not fresh, dedupe_all, died)
 
 
 def index_arrays(index: Attachment, ids: Any, vectors: Any, batch_size: int) -> int:

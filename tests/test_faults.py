@@ -312,3 +312,32 @@ def test_a_resent_bucket_pipeline_writes_each_entry_once(redis_url, name, lost_r
     assert all(not 100 <= h.id < 200 for h in hits)
     lsh.clear()
     lsh.close()
+
+
+@pytest.mark.parametrize("family", ["centroids", "hyperplanes"])
+def test_a_first_build_that_died_mid_pipeline_is_finished_without_repeats(make_index, monkeypatch, family):
+    """The server ran the first calls of the first write pipeline, then the writer died (before any checkpoint)."""
+    from lshrs.buckets import Buckets
+
+    vectors = clustered(2_000, dim=16, seed=4)
+    store = MemoryStore()
+    store.put(np.arange(2_000), vectors)
+    lsh = make_index(store=store, family=family)
+    run_once = Buckets._run_once
+
+    def dies_half_way(self, calls):
+        if any(c[0] in ("append", "append_packed") for c in calls):
+            run_once(self, calls[: max(1, len(calls) // 2)])
+            raise redis.ConnectionError("the writer died in the middle of a pipeline")
+        return run_once(self, calls)
+
+    monkeypatch.setattr(Buckets, "_run_once", dies_half_way)
+    with pytest.raises(redis.ConnectionError):
+        lsh.index()
+    monkeypatch.setattr(Buckets, "_run_once", run_once)
+    assert lsh.buckets.bucket_sizes().sum() > 0 and lsh.buckets.read_meta().get(b"indexed_through") is None
+    again = make_index(store=store)  # the rerun, as a new process would make it
+    assert again.index() == 2_000
+    report = again.verify()
+    assert report["ok"], report
+    assert again.count() == 2_000
