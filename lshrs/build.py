@@ -9,6 +9,7 @@ on an `Attachment` (definition, hash family, buckets, store); never on an `LSHRS
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -16,9 +17,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs import inputs, progress
+from lshrs import inputs, locks, progress, steps
 from lshrs.attachment import Attachment
 from lshrs.definition import BuildState, Meta
+from lshrs.steps import Steps, call
 from lshrs.stores.base import Rows
 from lshrs.stores.pages import Pages
 
@@ -29,6 +31,11 @@ log = logging.getLogger("lshrs")
 # larger ones do less work in Redis: a 122k-vector build at L=16 took 2.6 s
 # with one pipeline of 4M entries and 3.2 s with two of 1.5M.
 FLUSH_ENTRIES = 4_000_000
+# At most this many rows per chunk: index() holds the writer lease of every id while
+# it reads, hashes and writes a chunk (see next_chunk), which must stay well inside
+# the lease's LOCK_TTL_MS and leaves other writers waiting meanwhile. A centroid
+# index writes one entry per row, so FLUSH_ENTRIES alone would allow 4M rows.
+FLUSH_ROWS = 250_000
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,7 @@ def index_arrays(index: Attachment, ids: Any, vectors: Any, batch_size: int) -> 
     # Ids already in the buckets (a second call, rows ingest() placed) are removed before
     # they are added, so a repeat changes nothing; an empty index has nothing to remove.
     again = index.buckets.entry_count() > 0
-    for chunk_ids, codes, marks in hashed_chunks(index, batches, None):
+    for chunk_ids, codes, marks in hashed_chunks(index, batches):
         group = index.buckets.group(chunk_ids, codes, marks)
         index.buckets.apply(add=group, remove=group if again else None)
     index.buckets.collect_script_garbage()
@@ -130,19 +137,25 @@ def index_store(index: Attachment, batch_size: int, show_progress: bool) -> int:
     buckets = index.buckets
     if meta.build is BuildState.REDEFINE:
         buckets.drop_buckets()  # they were hashed with the old family; the meta counts none of them
-    how = plan(meta, buckets.entry_count())
+    seen = buckets.write_marks()  # before the plan: a writer after this point is noticed by next_chunk
+    how = plan(meta, int(seen[0] or 0))
     buckets.set_meta(build=(BuildState.FRESH if how.fresh else BuildState.RUNNING).value)
-    done = 0
+    targets = {"pages": Pages(index.store), "buckets": buckets, "clock": steps.Clock, "interrupts": steps.Interrupts()}
+    done, after, dedupe_all = 0, meta.indexed_through, how.dedupe_all
     with progress.bar(
         f"indexing {index.name}", show=show_progress, total=index.store.count() if show_progress else None
     ) as shown:
-        rows = Pages(index.store).scan(batch_size, after=meta.indexed_through, payload=False)  # texts are not hashed
-        for ids, codes, marks in hashed_chunks(index, rows, shown):
-            group = buckets.group(ids, codes, marks)
-            dedupe = how.dedupe_all or (how.dedupe_first and done == 0)
-            buckets.apply(add=group, remove=group if dedupe else None)
-            buckets.set_meta(indexed_through=int(ids[-1]))
-            done += len(ids)
+        while True:
+            dedupe = dedupe_all or (how.dedupe_first and after == meta.indexed_through)
+            chunk = next_chunk(index, Cursor(after, seen, dedupe), batch_size, shown)
+            written = steps.run(locks.locked(index.name, locks.every_stripe(), chunk), targets)
+            if written is None:
+                break
+            after, seen = written.after, written.seen
+            done += written.rows
+            dedupe_all = dedupe_all or written.dedupe  # another writer may have placed rows the scan has yet to read
+            if buckets.writers_waited():  # let them in before taking every stripe again
+                time.sleep(locks.BUILD_YIELD_S)
     if how.recount:
         buckets.set_meta(entries=int(buckets.bucket_sizes().sum()))
     buckets.set_meta(build=BuildState.DONE.value)
@@ -151,10 +164,73 @@ def index_store(index: Attachment, batch_size: int, show_progress: bool) -> int:
     return done
 
 
+@dataclass(frozen=True)
+class Cursor:
+    """Where a build stands between chunks.
+
+    Attributes:
+        after: the last id written (None before the first).
+        seen: the entry counter and generation after the build's last write
+            (`Buckets.write_marks`); anything else means another writer wrote.
+        dedupe: remove each id's entries before adding them.
+        rows: rows the last chunk wrote.
+    """
+
+    after: int | None
+    seen: tuple[Any, Any]
+    dedupe: bool
+    rows: int = 0
+
+
+def next_chunk(index: Attachment, at: Cursor, batch_size: int, shown: Any) -> Steps[Cursor | None]:
+    """Read, hash and write the rows after `at.after`, up to a chunk; the cursor after it, or None at the end.
+
+    Runs holding the writer lease of every id (locks.py), so no ingest() or
+    delete() falls between the read of a row and the write of its entries:
+    without it, a build wrote the entries of a row deleted or replaced
+    meanwhile (a query could return a deleted id). A writer that wrote
+    between two chunks (the entry counter or the generation moved) may have
+    placed rows the scan reads later: from then on every chunk removes its
+    ids' entries before adding them, so none is placed twice. Pages are read
+    one query at a time, so no store transaction outlives the chunk.
+    """
+    now = yield call("buckets", "write_marks")
+    dedupe = at.dedupe or now != at.seen
+    parts: list[Chunk] = []
+    entries = rows = 0
+    after = at.after
+    while entries < FLUSH_ENTRIES and rows < FLUSH_ROWS:
+        page = yield call("pages", "page", after, batch_size, payload=False)  # texts are not hashed
+        if page is None:
+            break
+        parts.append(hash_rows(index, page))
+        entries += parts[-1][1].size  # (rows, tables) codes: one entry each
+        rows += len(page)
+        after = int(page.ids[-1])
+        if shown is not None:
+            shown.update(len(page))
+    if not parts:
+        return None
+    ids, codes, marks = _pool(parts)
+    group = index.buckets.group(ids, codes, marks)
+    yield call("buckets", "apply", add=group, remove=group if dedupe else None)
+    yield call("buckets", "set_meta", indexed_through=int(ids[-1]))
+    seen = yield call("buckets", "write_marks")
+    return Cursor(int(ids[-1]), seen, dedupe, len(ids))
+
+
 Chunk = tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.uint8] | None]
 
 
-def hashed_chunks(index: Attachment, batches: Iterable[Rows], shown: Any) -> Iterator[Chunk]:
+def hash_rows(index: Attachment, rows: Rows) -> Chunk:
+    """The bucket codes (and ranking codes) of one batch of stored rows, their ids checked against the width."""
+    inputs.check_width(rows.ids, index.id_bytes, name="stored ids", hint="; make the index with id_bytes=8")
+    family = index.ready(rows.vectors.shape[1])
+    vectors = inputs.as_vectors(rows.vectors, dim=family.dim, name="stored vectors")
+    return rows.ids, family.codes(vectors), family.rank_codes(vectors) if family.code_bytes else None
+
+
+def hashed_chunks(index: Attachment, batches: Iterable[Rows]) -> Iterator[Chunk]:
     """Hash batches of rows and regroup them into chunks of about `FLUSH_ENTRIES` bucket entries.
 
     A bucket write costs one script step per distinct bucket touched, so
@@ -162,16 +238,11 @@ def hashed_chunks(index: Attachment, batches: Iterable[Rows], shown: Any) -> Ite
     codes of several store batches are pooled (16 bytes per vector per
     table, plus any ranking code: far less than the vectors) before they go to Redis.
     """
-    pooled: list[tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.uint8] | None]] = []
+    pooled: list[Chunk] = []
     entries = 0
     for rows in batches:
-        inputs.check_width(rows.ids, index.id_bytes, name="stored ids", hint="; make the index with id_bytes=8")
-        family = index.ready(rows.vectors.shape[1])
-        vectors = inputs.as_vectors(rows.vectors, dim=family.dim, name="stored vectors")
-        pooled.append((rows.ids, family.codes(vectors), family.rank_codes(vectors) if family.code_bytes else None))
-        entries += len(rows.ids) * family.num_tables
-        if shown is not None:
-            shown.update(len(rows.ids))
+        pooled.append(hash_rows(index, rows))
+        entries += pooled[-1][1].size
         if entries >= FLUSH_ENTRIES:
             yield _pool(pooled)
             pooled, entries = [], 0

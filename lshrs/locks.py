@@ -2,8 +2,9 @@
 
 ingest, delete and repair hold a lock on the stripes (id mod LOCK_STRIPES)
 of their batch while they read the old rows, write the store and move the
-buckets; without it two upserts of one id can leave the buckets of the
-loser's vector behind. The locks are a Redis hash (`Buckets.lock`); this
+buckets; index() holds every stripe while it reads and writes a chunk.
+Without it two upserts of one id can leave the buckets of the loser's
+vector behind. The locks are a Redis hash (`Buckets.lock`); this
 module only decides what to hold, for how long, and how to let go.
 """
 
@@ -25,6 +26,10 @@ T = TypeVar("T")
 LOCK_STRIPES = 4096
 LOCK_TTL_MS = 60_000
 LOCK_WAIT_S = 120.0
+# index() holds every stripe while it writes a chunk; when a writer waited
+# meanwhile, it pauses this long before the next chunk: longer than a waiting
+# writer's longest pause between tries (0.25 s below), so the writer gets in.
+BUILD_YIELD_S = 0.3
 
 
 def every_stripe() -> NDArray[np.int64]:

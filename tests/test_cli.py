@@ -143,7 +143,7 @@ def test_interrupted_ingest_resumes_without_gaps_or_duplicates(target, redis_url
     assert proc.poll() is None, "the job ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130 and "run the same command again to resume" in err
+    assert proc.returncode == 130 and "run the same command again to resume" in err, err
 
     resumed = lshrs(*args, env=target)
     assert resumed.returncode == 0, resumed.stderr

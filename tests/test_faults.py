@@ -341,3 +341,74 @@ def test_a_first_build_that_died_mid_pipeline_is_finished_without_repeats(make_i
     report = again.verify()
     assert report["ok"], report
     assert again.count() == 2_000
+
+
+class ScanHook(MemoryStore):
+    """A MemoryStore that runs `hook` once, right after a build read its first page.
+
+    That is when the scan asks for the next page: a scan read to its end
+    resumes after the first page, a build reading page by page starts a scan
+    after the first page's last id.
+    """
+
+    hook = None
+
+    def _run_hook(self) -> None:
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+
+    def scan(self, **kwargs):
+        if kwargs.get("after") is not None:
+            self._run_hook()
+        for rows in super().scan(**kwargs):
+            yield rows
+            self._run_hook()
+
+
+@pytest.mark.parametrize("family", ["centroids", "hyperplanes"])
+def test_writers_during_index_leave_no_stale_or_repeated_entries(make_index, family):
+    """A delete, a replace and a new row land between the build's read of rows and its write of their entries."""
+    vectors = clustered(3_001, dim=16, seed=5)
+    store = ScanHook()
+    store.put(np.arange(3_000), vectors[:3_000])
+    builder = make_index(store=store, family=family, batch_size=500)
+    builder.index()  # trains a centroid index: the rebuild below only scans
+    other = make_index(store=store)  # a second writer on the same index and table
+
+    def writes() -> None:
+        assert other.delete([5]) == 1  # read by the build's first page
+        other.ingest(vectors=-vectors[6:7], ids=[6])  # read by it, replaced
+        other.ingest(vectors=vectors[3_000:], ids=[3_000])  # not read yet: the build's scan reaches it later
+
+    writer = threading.Thread(target=writes)
+    # Starts right after the build read its first page. Without the build's lease the writes finish at
+    # once; with it they wait for the chunk, so the hook gives up waiting after a second.
+    store.hook = lambda: (writer.start(), writer.join(timeout=1.0))
+    builder.index(rebuild=True)
+    writer.join()
+    report = builder.verify()
+    assert report["ok"], report
+    assert builder.count() == 3_000 == report["store_rows"]
+    assert 5 not in {h.id for h in builder.query(vectors[5], top_k=10, rerank=False)}
+    best = builder.query(-vectors[6], top_k=1)[0]
+    assert best.id == 6 and best.score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_a_build_lets_a_waiting_writer_in_between_chunks(make_index, monkeypatch):
+    monkeypatch.setattr("lshrs.build.FLUSH_ROWS", 500)  # many chunks, each under a lease of every id
+    vectors = clustered(20_000, dim=16, seed=6)
+    store = SlowScan()
+    store.put(np.arange(20_000), vectors)
+    builder = make_index(store=store, family="hyperplanes", batch_size=500)
+    other = make_index(store=store)
+    done = []
+    writer = threading.Thread(target=lambda: done.append(other.delete(list(range(0, 20_000, 1_000)))))
+    build = threading.Thread(target=builder.index)
+    build.start()
+    time.sleep(0.2)
+    writer.start()
+    writer.join(timeout=60)
+    assert done == [20] and build.is_alive()  # the writer got in while the build was still running
+    build.join()
+    assert builder.verify()["ok"] and builder.count() == 19_980

@@ -252,6 +252,10 @@ class Buckets(Housekeeping):
         _, scripts = self.async_client()
         return bool(await scripts["lock"](keys=[self.lock_key], args=[token, ttl_ms, *stripes]))
 
+    def writers_waited(self) -> bool:
+        """Whether a writer failed to take a lock since the last call (see scripts.py's lock)."""
+        return bool(self._scripts["waited"](keys=[self.lock_key]))
+
     def unlock(self, stripes: list[int], token: str) -> None:
         self._scripts["unlock"](keys=[self.lock_key], args=[token, *stripes])
 
@@ -262,6 +266,11 @@ class Buckets(Housekeeping):
     def generation(self) -> bytes:
         """The index's generation: it moves whenever bucket entries are removed (a vector replaced or deleted)."""
         return self.client.hget(self.meta_key, GENERATION) or b""
+
+    def write_marks(self) -> tuple[Any, Any]:
+        """The entry counter and the generation: between them, they move with every bucket write."""
+        entries, generation = self.client.hmget(self.meta_key, [ENTRIES, GENERATION])
+        return entries, generation
 
     def entry_count(self) -> int:
         """Bucket entries written minus removed (each indexed id has one per table)."""

@@ -175,7 +175,8 @@ return out
 # Writer locks, one hash ``lshrs:{name}:locks``: field = stripe of ids, value =
 # "token expiry_ms". KEYS[1] = the hash; ARGV = [token, ttl_ms, stripe...].
 # All-or-nothing: returns 1 when every stripe was free (or expired, or ours)
-# and is now held, else 0 and nothing changes. Redis TIME is the one clock.
+# and is now held, else 0, and the field "waiting" records that a writer
+# waited (index() lets writers in between its chunks). Redis TIME is the one clock.
 _LOCK = """
 local now = redis.call('TIME')
 local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
@@ -183,12 +184,20 @@ for i = 3, #ARGV do
   local held = redis.call('HGET', KEYS[1], ARGV[i])
   if held then
     local owner, expiry = string.match(held, '^(%S+) (%d+)$')
-    if owner ~= ARGV[1] and tonumber(expiry) > now_ms then return 0 end
+    if owner ~= ARGV[1] and tonumber(expiry) > now_ms then
+      redis.call('HSET', KEYS[1], 'waiting', now_ms)
+      return 0
+    end
   end
 end
 local value = ARGV[1] .. ' ' .. (now_ms + tonumber(ARGV[2]))
 for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], value) end
 return 1
+"""
+
+# One key, the locks hash: whether a writer waited since the last call (and forget it).
+_WAITED = """
+return redis.call('HDEL', KEYS[1], 'waiting')
 """
 
 # Release the stripes this token holds. KEYS[1] = the hash; ARGV = [token, stripe...].
@@ -226,6 +235,7 @@ SCRIPTS = {
     "append_packed": _APPEND_PACKED,
     "lock": _LOCK,
     "unlock": _UNLOCK,
+    "waited": _WAITED,
     "create": _CREATE_META,
     "replace": _REPLACE_META,
     "append": _APPEND,
