@@ -146,18 +146,19 @@ def test_clear_leaves_other_indexes_alone(make_index, redis_client, name):
 
 
 class Crashing:
-    """Wraps a real store and fails its scan after some batches (fault injection)."""
+    """Wraps a real store and fails its scan after some batches, counted over every scan (fault injection)."""
 
     def __init__(self, store, fail_after):
-        self.store, self.fail_after = store, fail_after
+        self.store, self.fail_after, self.served = store, fail_after, 0
 
     def __getattr__(self, attr):
         return getattr(self.store, attr)
 
     def scan(self, **kwargs):
-        for n, rows in enumerate(self.store.scan(**kwargs)):
-            if n == self.fail_after:
+        for rows in self.store.scan(**kwargs):
+            if self.served == self.fail_after:
                 raise ConnectionError("injected")
+            self.served += 1
             yield rows
 
 
