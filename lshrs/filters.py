@@ -1,10 +1,12 @@
 """Metadata filters: which documents a query or a lookup may return.
 
-A filter is a dict (every key present and equal) or any callable
-``metadata -> bool``. Metadata lives in the store, not in Redis, so a filtered
-query scores its candidates by exact cosine first, then reads their payloads
-in rank order and stops as soon as `top_k` pass: a loose filter costs one
-extra store read, a tight one reads further down the ranking.
+A filter is a dict in the filter language of `lshrs.where` (Mongo-style
+operators with JSON's semantics) or any callable ``metadata -> bool``.
+Metadata lives in the store, not in Redis, so a filtered query scores its
+candidates by exact cosine first, then reads their payloads in rank order
+and stops as soon as `top_k` pass: a loose filter costs one extra store
+read, a tight one reads further down the ranking. `find` asks the store's
+SQL where it has some (stores/sql_where.py), else scans in Python.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from lshrs import where
 from lshrs.ranking import Pairs
 from lshrs.steps import Steps, call
 from lshrs.stores.base import Metadata, Rows, capabilities
@@ -22,32 +25,18 @@ from lshrs.stores.base import Metadata, Rows, capabilities
 Filter = Mapping[str, Any] | Callable[[Metadata], bool]
 Predicate = Callable[[Metadata | None], bool]
 
-_SCALARS = (str, int, float, bool)
 # Payload rows read per store round trip while walking a ranking.
 _WALK_CHUNK = 256
 
 
 def as_predicate(filter: Filter) -> Predicate:
-    """A function of one document's metadata (None counts as empty)."""
+    """A function of one document's metadata (None counts as empty); a dict is checked whole here."""
     if isinstance(filter, Mapping):
-        wanted = dict(filter)
-        bad = next((k for k in wanted if not isinstance(k, str)), None)
-        if bad is not None:
-            raise TypeError(f"filter: expected str keys, got {type(bad).__name__} {bad!r}")
-        return lambda meta: meta is not None and all(k in meta and meta[k] == v for k, v in wanted.items())
+        expr = where.parse(filter)
+        return lambda meta: where.matches(expr, meta)
     if callable(filter):
         return lambda meta: bool(filter(meta if meta is not None else {}))
     raise TypeError(f"filter: expected a dict or a callable, got {type(filter).__name__}")
-
-
-def pushdown(filter: Filter) -> dict[str, Any] | None:
-    """The filter as key = value pairs a store can test in SQL, or None when only Python can evaluate it."""
-    if not isinstance(filter, Mapping) or not filter:
-        return None
-    plain_keys = all(isinstance(k, str) and not set(k) & set('"\\') for k in filter)  # JSON-path safe
-    if plain_keys and all(isinstance(v, _SCALARS) for v in filter.values()):
-        return dict(filter)
-    return None
 
 
 def matching(rows: Rows, predicate: Predicate) -> Rows:
@@ -87,12 +76,13 @@ def first_passing(ranked: Pairs, n_queries: int, top_k: int, predicate: Predicat
 def find_steps(store: Any, filter: Filter, batch_size: int) -> Steps[NDArray[np.int64]]:
     """Ids of every stored document whose metadata passes, ascending: SQL where the store can, else one scan."""
     predicate = as_predicate(filter)
-    equals = pushdown(filter)
-    if equals is not None and capabilities(store).find:
-        return np.sort(np.asarray((yield call("store", "find", equals)), np.int64))
-    found = [np.empty(0, np.int64)]
+    if isinstance(filter, Mapping) and capabilities(store).find_where:
+        found = yield call("store", "find_where", where.parse(filter))
+        if found is not None:  # None: the store's SQL cannot express this filter exactly
+            return np.sort(np.asarray(found, np.int64))
+    found_ids = [np.empty(0, np.int64)]
     after = None
     while (rows := (yield call("pages", "page", after, batch_size))) is not None:
         after = int(rows.ids[-1])
-        found.append(matching(rows, predicate).ids)
-    return np.concatenate(found)
+        found_ids.append(matching(rows, predicate).ids)
+    return np.concatenate(found_ids)

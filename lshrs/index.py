@@ -353,8 +353,9 @@ class LSHRS:
                 code's estimate, not a cosine). An index too small to train
                 answers from the store either way.
             num_probes: buckets visited per table (default: the instance's).
-            filter: only documents whose metadata has these key/values (a
-                dict), or for which this callable of the metadata is true.
+            filter: only documents whose metadata passes this filter (a dict in
+                the language of `lshrs.where`: ``{"year": {"$gte": 2021}}``),
+                or for which this callable of the metadata is true.
         """
         req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter)
         return steps.run(search.query_steps(self.attachment, req), self.step_targets())[0]
@@ -516,8 +517,9 @@ class LSHRS:
     def find(self, filter: filters.Filter) -> NDArray[np.int64]:
         """Ids of every stored document whose metadata passes `filter`, ascending.
 
-        A dict of scalar values is answered by the store itself when it can
-        (SQL on the JSON column); anything else scans the store once.
+        A dict (the filter language of `lshrs.where`) is answered by the
+        store's SQL where it has some and can express it exactly; anything
+        else, and callables, scan the store once.
         """
         return steps.run(filters.find_steps(self.store, filter, self.batch_size), self.step_targets())
 

@@ -63,7 +63,7 @@ def test_capabilities_name_the_optional_parts(tmp_path):
     memory, old = capabilities(MemoryStore()), capabilities(_OldScan())
     sqlite = capabilities(SQLiteStore(tmp_path / "docs.sqlite3", table="docs"))
     assert memory.scan_payload and not old.scan_payload
-    assert sqlite.find and not memory.find
+    assert sqlite.find_where and not memory.find_where
     assert not memory.check
 
 

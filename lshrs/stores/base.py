@@ -70,14 +70,15 @@ def in_requested_order(requested: NDArray[np.int64], found: Rows) -> Rows:
 # The store protocol in one place: what every store must have, and what lshrs uses when it is there.
 REQUIRED_METHODS = ("put", "get", "delete", "scan", "count", "dim")
 OPTIONAL_METHODS = {
-    "find": "find(equals) -> ids whose metadata holds these scalar key/values, answered in the database",
+    "find_where": "find_where(where) -> ids whose metadata passes a parsed filter (lshrs.where), answered in "
+    "the database; None when its SQL cannot express that filter exactly",
     "check": "check(texts, metadata): refuse what the store cannot hold, before any write of a batch",
     "check_ids": "check_ids(ids): refuse ids the store's id column cannot hold, before any write of a batch",
     "aget": "async twin of get",
     "aput": "async twin of put",
     "adelete": "async twin of delete",
     "apage": "apage(after, limit, payload) -> the next page of an exact scan, async",
-    "afind": "async twin of find",
+    "afind_where": "async twin of find_where",
     "aclose": "close the store's async connection",
 }
 
@@ -86,7 +87,7 @@ OPTIONAL_METHODS = {
 class Capabilities:
     """Which optional parts of the protocol a store has, found once per store object."""
 
-    find: bool
+    find_where: bool
     check: bool
     check_ids: bool
     scan_payload: bool  # scan() takes payload=: a store written before the flag reads everything
@@ -98,7 +99,7 @@ def capabilities(store: Any) -> Capabilities:
     if missing:
         raise TypeError(f"store: {type(store).__name__} lacks the store method(s) {', '.join(missing)}")
     return Capabilities(
-        find=callable(getattr(store, "find", None)),
+        find_where=callable(getattr(store, "find_where", None)),
         check=callable(getattr(store, "check", None)),
         check_ids=callable(getattr(store, "check_ids", None)),
         scan_payload="payload" in inspect.signature(store.scan).parameters,

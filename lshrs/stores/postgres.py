@@ -15,7 +15,6 @@ first use with the same connection parameters.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import struct
 import threading
@@ -30,8 +29,10 @@ from psycopg import sql
 from psycopg.pq import Format
 
 from lshrs.inputs import id_range
+from lshrs.stores import sql_where
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
 from lshrs.stores.sql import check_identifier, dump_metadata
+from lshrs.where import Where
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _COPY_TRAILER = struct.pack(">h", -1)
@@ -341,28 +342,36 @@ class PostgresStore:
             self._columns(payload), self._table, self._col["id"]
         )
 
-    def find(self, equals: Mapping[str, Any]) -> NDArray[np.int64]:
-        """Ids whose metadata holds every key = value (scalars), by JSON containment (a GIN index serves it)."""
-        if "metadata" not in self._col:
-            return np.empty(0, np.int64)
+    def find_where(self, expr: Where) -> NDArray[np.int64] | None:
+        """Ids whose metadata passes `expr`, tested on jsonb (a GIN index serves equality); None if SQL cannot."""
+        statement = self._find_statement(expr)
+        if statement is None:
+            return None
         with self._lock:
-            fetched = self._conn.execute(self._find_statement(), (json.dumps(dict(equals)),)).fetchall()
+            fetched = self._conn.execute(*statement).fetchall()
         return np.array([row[0] for row in fetched], np.int64)
 
-    async def afind(self, equals: Mapping[str, Any]) -> NDArray[np.int64]:
-        if "metadata" not in self._col:
-            return np.empty(0, np.int64)
+    async def afind_where(self, expr: Where) -> NDArray[np.int64] | None:
+        statement = self._find_statement(expr)
+        if statement is None:
+            return None
         conn, lock = await self._aconn()
         async with lock:
-            cur = await conn.execute(self._find_statement(), (json.dumps(dict(equals)),))
+            cur = await conn.execute(*statement)
             fetched = await cur.fetchall()
         return np.array([row[0] for row in fetched], np.int64)
 
-    def _find_statement(self) -> sql.Composed:
+    def _find_statement(self, expr: Where) -> tuple[sql.Composed, list[Any]] | None:
+        if "metadata" not in self._col:
+            return None  # no metadata column (a filter can still pass empty metadata): the caller scans
         column: sql.Composable = self._col["metadata"]
         if self._types["metadata"] != "jsonb":
-            column = sql.SQL("{}::jsonb").format(column)
-        return sql.SQL("SELECT {} FROM {} WHERE {} @> %s::jsonb").format(self._col["id"], self._table, column)
+            column = sql.SQL("({}::jsonb)").format(column)
+        compiled = sql_where.postgres(expr, column)
+        if compiled is None:
+            return None
+        condition, params = compiled
+        return sql.SQL("SELECT {} FROM {} WHERE {}").format(self._col["id"], self._table, condition), params
 
     def _rows(self, fetched: list[tuple[Any, ...]], payload: bool) -> Rows:
         if not fetched:

@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from lshrs.stores import sql_where
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
 from lshrs.stores.sql import dump_metadata, load_metadata, quote_identifier
+from lshrs.where import Where
 
 
 def ids_json(ids: NDArray[np.int64]) -> str:
@@ -120,16 +121,14 @@ class SQLiteStore:
             [load_metadata(m) for m in columns[3]] if payload else None,
         )
 
-    def find(self, equals: Mapping[str, Any]) -> NDArray[np.int64]:
-        """Ids whose metadata holds every key = value (scalars), tested by SQLite's JSON functions."""
-        if self._meta is None:
-            return np.empty(0, np.int64)
-        tests = " AND ".join(f"json_extract({self._meta}, ?) IS ?" for _ in equals)
-        params: list[Any] = []
-        for key, value in equals.items():
-            params += [f'$."{key}"', value]
+    def find_where(self, expr: Where) -> NDArray[np.int64] | None:
+        """Ids whose metadata passes `expr`, tested by SQLite's JSON functions; None when SQL cannot say it."""
+        compiled = None if self._meta is None else sql_where.sqlite(expr, self._meta)
+        if compiled is None:
+            return None  # no metadata column (a filter can still pass empty metadata): the caller scans
+        condition, params = compiled
         with self._lock:
-            fetched = self._conn.execute(f"SELECT {self._id} FROM {self._t} WHERE {tests}", params).fetchall()
+            fetched = self._conn.execute(f"SELECT {self._id} FROM {self._t} WHERE {condition}", params).fetchall()
         return np.array([row[0] for row in fetched], np.int64)
 
     def delete(self, ids: NDArray[np.int64]) -> int:
