@@ -86,7 +86,7 @@ def parse(filter: Any) -> Where:
     if not isinstance(filter, Mapping):
         raise TypeError(f"filter: expected a dict, got {type(filter).__name__}")
     parts = [_clause(key, value) for key, value in filter.items()]
-    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))
+    return parts[0] if len(parts) == 1 else AllOf(tuple(parts))  # {} is AllOf(()): every document passes
 
 
 def _clause(key: Any, value: Any) -> Where:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from llama_index.core import Document, StorageContext, VectorStoreIndex
+from llama_index.core import Document, MockEmbedding, StorageContext, VectorStoreIndex
 from llama_index.core.llms import MockLLM
-from llama_index.core.schema import NodeRelationship, RelatedNodeInfo, TextNode
+from llama_index.core.schema import IndexNode, NodeRelationship, QueryBundle, RelatedNodeInfo, TextNode
 from llama_index.core.vector_stores.types import (
     FilterCondition,
     FilterOperator,
@@ -21,6 +21,7 @@ from llama_index.core.vector_stores.types import (
     VectorStoreQuery,
     VectorStoreQueryMode,
 )
+from llama_index.core.vector_stores.utils import build_metadata_filter_fn
 
 from llama_index.vector_stores.lshrs import LSHRSVectorStore, SentenceTransformerEmbedding
 from lshrs import LSHRS, MemoryStore, PostgresStore, SQLiteStore
@@ -342,25 +343,67 @@ def test_flat_metadata_refuses_nested_values(open_store):
     assert store.get_nodes()[0].metadata == {"year": 2000, "title": "ok"}
 
 
-def test_unsupported_operators_and_modes_are_refused(store):
-    text_match = MetadataFilters(filters=[where("genre", "fic", FilterOperator.TEXT_MATCH)])
-    nested = MetadataFilters(
-        filters=[where("genre", "x"), MetadataFilters(filters=[where("tags", ["a"], FilterOperator.ANY)])]
-    )
-    for filters, named in ((text_match, "text_match"), (nested, "any")):
-        with pytest.raises(ValueError, match=named):
-            store.query(ask(EVERYTHING, filters=filters))
-        with pytest.raises(ValueError, match=named):
-            store.get_nodes(filters=filters)
-        with pytest.raises(ValueError, match=named):
-            store.delete_nodes(filters=filters)
+TAGGED = [
+    {"tags": ["sci-fi", "space"], "title": "Dune Messiah", "note": ""},
+    {"tags": ["space"], "title": "The Right Stuff", "note": None},
+    {"tags": [], "title": "dune"},
+    {"tags": ["history", "war"], "title": "SPQR", "note": "Rome"},
+    {"title": "Untitled"},
+]
+EVERY_OPERATOR = [
+    where("tags", "space", FilterOperator.CONTAINS),
+    where("tags", ["space", "war"], FilterOperator.ANY),
+    where("tags", ["sci-fi", "space"], FilterOperator.ALL),
+    where("title", "Dune", FilterOperator.TEXT_MATCH),
+    where("title", "dune", FilterOperator.TEXT_MATCH_INSENSITIVE),
+    where("note", None, FilterOperator.IS_EMPTY),
+    where("tags", None, FilterOperator.IS_EMPTY),
+    where("title", "SPQR", FilterOperator.NE),
+    where("title", ["SPQR", "dune"], FilterOperator.IN),
+]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("item", EVERY_OPERATOR, ids=[f"{f.key}-{f.operator.name}" for f in EVERY_OPERATOR])
+def test_every_filter_operator_agrees_with_llama_index_core(open_store, kind, item):
+    store = open_store(kind)
+    store.add([make_node(i, metadata=meta) for i, meta in enumerate(TAGGED)])
+    for condition in (FilterCondition.AND, FilterCondition.OR, FilterCondition.NOT):
+        filters = MetadataFilters(filters=[item, where("title", "Untitled", FilterOperator.NE)], condition=condition)
+        core = build_metadata_filter_fn(lambda node_id: TAGGED[int(node_id.split("-")[1])], filters)
+        expected = {i for i in range(len(TAGGED)) if core(f"node-{i}")}
+        assert ids_of(store.query(ask(EVERYTHING, filters=filters)).nodes) == expected, condition
+        assert ids_of(store.get_nodes(filters=filters)) == expected, condition
+
+
+def test_bad_filters_and_modes_are_refused(store):
     with pytest.raises(ValueError, match="list value"):
         store.query(ask(EVERYTHING, filters=MetadataFilters(filters=[where("genre", "fiction", FilterOperator.IN)])))
+    with pytest.raises(ValueError, match="list value"):
+        store.get_nodes(filters=MetadataFilters(filters=[where("genre", "fiction", FilterOperator.ANY)]))
+    with pytest.raises(TypeError, match="JSON scalar"):
+        store.delete_nodes(filters=MetadataFilters(filters=[where("genre", ["a"], FilterOperator.CONTAINS)]))
     with pytest.raises(ValueError, match="mmr"):
         store.query(ask(EVERYTHING, mode=VectorStoreQueryMode.MMR))
     with pytest.raises(ValueError, match="query_embedding"):
         store.query(VectorStoreQuery(query_str="no vector"))
     assert len(store.get_nodes()) == len(CORPUS)
+    assert store.query(ask(EVERYTHING, k=0)).nodes == []  # k = 0 asks for nothing, as core's stores answer
+
+
+def test_index_nodes_do_not_hide_text_nodes_from_the_retriever(open_store):
+    store = open_store()
+    index = VectorStoreIndex(
+        [make_node(i) for i in range(4)], storage_context=StorageContext.from_defaults(vector_store=store),
+        embed_model=MockEmbedding(embed_dim=DIM),
+    )  # fmt: skip
+    summary = IndexNode(text="a summary", index_id="elsewhere", id_="summary", embedding=list(EVERYTHING))
+    index.insert_nodes([summary])
+    assert list(index.index_struct.nodes_dict) == ["summary"]  # what core tracks for a store that keeps text
+    found = index.as_retriever(similarity_top_k=10).retrieve(QueryBundle("q", embedding=list(EVERYTHING)))
+    assert {n.node.node_id for n in found} == {"node-0", "node-1", "node-2", "node-3", "summary"}
+    restricted = store.query(ask(EVERYTHING, node_ids=["node-1", "summary"]))
+    assert set(restricted.ids) == {"node-1", "summary"}  # naming a text node: a strict limit
 
 
 # -- construction ------------------------------------------------------------------------------

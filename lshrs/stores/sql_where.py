@@ -39,6 +39,8 @@ def _sqlite(expr: w.Where, column: str) -> tuple[str, list[Any]]:
         inner, params = _sqlite(expr.part, column)
         return f"NOT ({inner})", params
     if isinstance(expr, (w.AllOf, w.AnyOf)):
+        if not expr.parts:
+            return ("1" if isinstance(expr, w.AllOf) else "0"), []
         parts = [_sqlite(part, column) for part in expr.parts]
         joiner = " AND " if isinstance(expr, w.AllOf) else " OR "
         return joiner.join(f"({c})" for c, _ in parts), [p for _, params in parts for p in params]
@@ -110,6 +112,8 @@ def _postgres(expr: w.Where, column: sql.Composable) -> tuple[sql.Composed, list
         inner, params = _postgres(expr.part, column)
         return sql.SQL("NOT ({})").format(inner), params
     if isinstance(expr, (w.AllOf, w.AnyOf)):
+        if not expr.parts:
+            return sql.Composed([sql.SQL("true" if isinstance(expr, w.AllOf) else "false")]), []
         parts = [_postgres(part, column) for part in expr.parts]
         joiner = sql.SQL(" AND " if isinstance(expr, w.AllOf) else " OR ")
         condition = joiner.join(sql.SQL("({})").format(c) for c, _ in parts)

@@ -185,24 +185,43 @@ class LSHRSVectorStore(BasePydanticVectorStore):
     def query(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         """The `similarity_top_k` nearest nodes by cosine, within `node_ids`, `doc_ids` and `filters`.
 
-        An empty `node_ids` list means no restriction: `VectorStoreIndex`'s
-        retriever sends one for stores that keep their own text. A non-empty
-        one is answered exactly, by cosine over just those nodes' vectors.
+        `node_ids` follows llama-index-core's convention for a store that
+        keeps its own text: `VectorStoreIndex` then tracks only its image and
+        index nodes, and its retriever passes their ids, which must not hide
+        the text nodes. So ids naming only such nodes restrict nothing; ids
+        naming any text node are a strict limit, answered exactly by cosine
+        over just those nodes. An empty list restricts nothing.
 
         Keyword arguments ``top_p`` and ``num_probes`` go to `LSHRS.query`.
         """
         options, vector, wanted = _plan(query, kwargs)
+        if query.similarity_top_k == 0:
+            return _result([])
         if query.node_ids:
             rows = self._lsh.get(keys_for(list(dict.fromkeys(query.node_ids))))
-            return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
+            if _limits(rows):
+                return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
         return _result(self._lsh.query(vector, top_k=query.similarity_top_k, filter=wanted, **options))
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
         options, vector, wanted = _plan(query, kwargs)
+        if query.similarity_top_k == 0:
+            return _result([])
         if query.node_ids:
             rows = await self._lsh.aget(keys_for(list(dict.fromkeys(query.node_ids))))
-            return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
+            if _limits(rows):
+                return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
         return _result(await self._lsh.aquery(vector, top_k=query.similarity_top_k, filter=wanted, **options))
+
+
+# Node types VectorStoreIndex tracks itself when the store keeps text (see LSHRSVectorStore.query).
+_TRACKED_TYPES = ("IndexNode", "ImageNode")
+
+
+def _limits(rows: Rows) -> bool:
+    """Whether `node_ids` (read as `rows`) are a strict limit: they name a text node, or nothing stored."""
+    types = [(meta or {}).get("_node_type") for meta in rows.metadata or []]
+    return not types or any(t not in _TRACKED_TYPES for t in types)
 
 
 # -- nodes <-> rows -------------------------------------------------------------
@@ -254,7 +273,8 @@ def _nodes(rows: Rows) -> list[BaseNode]:
 
 def _plan(query: VectorStoreQuery, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], NDArray[np.float32], Any]:
     """(lshrs options, query vector, filter) of a query, checked before any I/O."""
-    check_top(query.similarity_top_k, None)
+    if query.similarity_top_k != 0:
+        check_top(query.similarity_top_k, None)  # 0 asks for nothing, as in llama-index-core's own stores
     return _query_options(kwargs), _query_vector(query), to_filter(query.filters, query.doc_ids)
 
 
