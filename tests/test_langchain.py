@@ -117,23 +117,31 @@ def test_a_question_finds_its_article(wiki):
     assert titles(wiki.similarity_search("What fraction of light does a surface reflect?", k=1)) == ["Albedo"]
     assert titles(wiki.similarity_search("Greek hero of the Trojan War", k=1)) == ["Achilles"]
     scored = wiki.similarity_search_with_relevance_scores("the sixteenth president of the United States", k=8)
-    assert scored[0][0].metadata["title"] == "Abraham Lincoln"
-    assert all(0.0 <= s <= 1.0 for _, s in scored) and len(scored) == 8
-    raw = wiki.similarity_search_with_score("the sixteenth president of the United States", k=2)
-    assert raw[0][1] == pytest.approx(2 * scored[0][1] - 1)  # relevance = (cosine + 1) / 2
+    assert scored[0][0].metadata["title"] == "Abraham Lincoln" and len(scored) == 8
+    raw = wiki.similarity_search_with_score("the sixteenth president of the United States", k=8)
+    assert [s for _, s in scored] == pytest.approx([s for _, s in raw])  # relevance is the cosine, as in core
+    assert wiki.similarity_search("anything", k=0) == [] and wiki.max_marginal_relevance_search("x", k=0) == []
 
 
 def test_retrievers_of_every_search_type(wiki):
     question = "a political philosophy against the state"
     assert titles(wiki.as_retriever(search_kwargs={"k": 2}).invoke(question))[0] == "Anarchism"
-    threshold = wiki.as_retriever(search_type="similarity_score_threshold", search_kwargs={"score_threshold": 0.6})
+    threshold = wiki.as_retriever(search_type="similarity_score_threshold", search_kwargs={"score_threshold": 0.3})
     kept = threshold.invoke(question)
     assert titles(kept)[0] == "Anarchism" and len(kept) < 8
+    cosines = [s for _, s in wiki.similarity_search_with_score(question, k=8)]
+    assert len(kept) == sum(c >= 0.3 for c in cosines)  # the threshold is on the cosine, as in PGVector or Chroma
     mmr = wiki.as_retriever(search_type="mmr", search_kwargs={"k": 3, "fetch_k": 8}).invoke(question)
     assert titles(mmr)[0] == "Anarchism" and len(set(titles(mmr))) == 3
     retriever = LSHRSRetriever(vectorstore=wiki, k=3)
     assert len(retriever.invoke(question)) == 3 and len(retriever.invoke(question, k=1)) == 1
     assert titles(retriever.invoke(question, filter={"title": "Albedo"})) == ["Albedo"]
+    by_callable = LSHRSRetriever(vectorstore=wiki, k=8, filter=lambda m: m["title"].startswith("Ar"))
+    assert titles(by_callable.invoke(question)) and all(
+        t.startswith("Ar") for t in titles(by_callable.invoke(question))
+    )
+    by_operator = wiki.similarity_search(question, k=8, filter={"title": {"$in": ["Albedo", "Autism"]}})
+    assert sorted(titles(by_operator)) == ["Albedo", "Autism"]
 
 
 def test_filters_and_mmr_diversity(wiki, minilm):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from langchain_core.callbacks import AsyncCallbackManagerForRetrieverRun, CallbackManagerForRetrieverRun
@@ -16,12 +17,13 @@ class LSHRSRetriever(BaseRetriever):
 
     `VectorStore.as_retriever()` also works (search types similarity,
     similarity_score_threshold, mmr); this class adds a `k` field and call-time
-    `k` / `filter` / `top_p`.
+    `k` / `filter` / `top_p`. `filter` is a dict in lshrs's filter language
+    (``{"year": {"$gte": 2021}}``) or a callable of the metadata dict.
     """
 
     vectorstore: LSHRSVectorStore
     k: int = 4
-    filter: dict[str, Any] | None = None
+    filter: dict[str, Any] | Callable[[dict[str, Any]], bool] | None = None
     top_p: float | None = None
 
     def _get_relevant_documents(
@@ -30,7 +32,7 @@ class LSHRSRetriever(BaseRetriever):
         *,
         run_manager: CallbackManagerForRetrieverRun,
         k: int | None = None,
-        filter: dict[str, Any] | None = None,
+        filter: dict[str, Any] | Callable[[dict[str, Any]], bool] | None = None,
         top_p: float | None = None,
     ) -> list[Document]:
         return self.vectorstore.similarity_search(query, **self._search_args(k, filter, top_p))
@@ -41,12 +43,12 @@ class LSHRSRetriever(BaseRetriever):
         *,
         run_manager: AsyncCallbackManagerForRetrieverRun,
         k: int | None = None,
-        filter: dict[str, Any] | None = None,
+        filter: dict[str, Any] | Callable[[dict[str, Any]], bool] | None = None,
         top_p: float | None = None,
     ) -> list[Document]:
         return await self.vectorstore.asimilarity_search(query, **self._search_args(k, filter, top_p))
 
-    def _search_args(self, k: int | None, filter: dict[str, Any] | None, top_p: float | None) -> dict[str, Any]:
+    def _search_args(self, k: int | None, filter: Any, top_p: float | None) -> dict[str, Any]:
         return {
             "k": self.k if k is None else k,
             "filter": self.filter if filter is None else filter,

@@ -2,8 +2,11 @@
 
 A thin adapter: string ids become integer keys (`lshrs.string_ids`), the string
 itself rides in the row's metadata, and every storage decision stays in
-`LSHRS`. Scores are cosine similarities in [-1, 1]; relevance scores map
-them linearly onto [0, 1].
+`LSHRS`. Scores are cosine similarities in [-1, 1], and so are relevance
+scores: langchain-core's own cosine relevance (1 - cosine distance), as
+PGVector, Chroma and langchain-redis report it, so a `score_threshold`
+carried over from them means the same here. `filter=` takes lshrs's filter
+language (Mongo-style operators, `lshrs.where`) or a callable.
 """
 
 from __future__ import annotations
@@ -157,6 +160,8 @@ class LSHRSVectorStore(VectorStore):
     def similarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
+        if _nothing_asked(k):
+            return []
         hits = self.lsh.query(np.asarray(embedding, np.float32), top_k=k, **_options(filter, kwargs))
         return [(_document(hit.text, hit.metadata), hit.score) for hit in hits]
 
@@ -180,12 +185,19 @@ class LSHRSVectorStore(VectorStore):
     async def asimilarity_search_with_score_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
+        if _nothing_asked(k):
+            return []
         hits = await self.lsh.aquery(np.asarray(embedding, np.float32), top_k=k, **_options(filter, kwargs))
         return [(_document(hit.text, hit.metadata), hit.score) for hit in hits]
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
-        """Cosine in [-1, 1] to relevance in [0, 1] (MiniLM and the test embeddings give negative cosines)."""
-        return lambda score: min(1.0, max(0.0, (score + 1.0) / 2.0))
+        """langchain-core's cosine relevance: 1 - cosine distance, which is the cosine the query returns.
+
+        Unrelated documents can score below 0 (LangChain then warns that
+        relevance should lie in [0, 1], as it does for PGVector); a
+        `score_threshold` keeps the meaning it has in those stores.
+        """
+        return lambda score: self._cosine_relevance_score_fn(1.0 - score)
 
     def max_marginal_relevance_search(
         self,
@@ -209,6 +221,8 @@ class LSHRSVectorStore(VectorStore):
         **kwargs: Any,
     ) -> list[Document]:
         """The `fetch_k` nearest documents, then `k` of them picked for relevance and diversity."""
+        if _nothing_asked(k):
+            return []
         query = np.asarray(embedding, dtype=np.float32)
         hits = self.lsh.query(query, top_k=max(fetch_k, k), **_options(filter, kwargs))
         vectors = self.lsh.get([hit.id for hit in hits], payload=False).vectors if hits else None
@@ -237,6 +251,8 @@ class LSHRSVectorStore(VectorStore):
         filter: Filter | None = None,
         **kwargs: Any,
     ) -> list[Document]:
+        if _nothing_asked(k):
+            return []
         query = np.asarray(embedding, dtype=np.float32)
         hits = await self.lsh.aquery(query, top_k=max(fetch_k, k), **_options(filter, kwargs))
         vectors = (await self.lsh.aget([hit.id for hit in hits], payload=False)).vectors if hits else None
@@ -322,6 +338,11 @@ def _diverse(query: NDArray[np.float32], hits: list[Hit], vectors: Any, k: int, 
 def _document(text: str | None, meta: dict[str, Any] | None) -> Document:
     doc_id, user_meta = string_ids.split_metadata(meta)
     return Document(id=doc_id, page_content=text or "", metadata=user_meta)
+
+
+def _nothing_asked(k: Any) -> bool:
+    """Whether `k` is 0, which LangChain's own stores answer with no documents; other bad values raise later."""
+    return isinstance(k, int) and not isinstance(k, bool) and k == 0
 
 
 def _user_filter(filter: Filter | None) -> Filter | None:
