@@ -147,8 +147,9 @@ def index_store(index: Attachment, batch_size: int, show_progress: bool) -> int:
     ) as shown:
         while True:
             dedupe = dedupe_all or (how.dedupe_first and after == meta.indexed_through)
-            chunk = next_chunk(index, Cursor(after, seen, dedupe), batch_size, shown)
-            written = steps.run(locks.locked(index.name, locks.every_stripe(), chunk), targets)
+            lease = locks.Lease(locks.every_stripe().tolist(), ttl_ms=locks.BUILD_LEASE_MS)
+            chunk = next_chunk(index, Cursor(after, seen, dedupe), batch_size, shown, lease)
+            written = steps.run(locks.locked(index.name, locks.every_stripe(), chunk, lease), targets)
             if written is None:
                 break
             after, seen = written.after, written.seen
@@ -182,7 +183,7 @@ class Cursor:
     rows: int = 0
 
 
-def next_chunk(index: Attachment, at: Cursor, batch_size: int, shown: Any) -> Steps[Cursor | None]:
+def next_chunk(index: Attachment, at: Cursor, batch_size: int, shown: Any, lease: locks.Lease) -> Steps[Cursor | None]:
     """Read, hash and write the rows after `at.after`, up to a chunk; the cursor after it, or None at the end.
 
     Runs holding the writer lease of every id (locks.py), so no ingest() or
@@ -209,6 +210,7 @@ def next_chunk(index: Attachment, at: Cursor, batch_size: int, shown: Any) -> St
         after = int(page.ids[-1])
         if shown is not None:
             shown.update(len(page))
+        yield from lease.renew()
     if not parts:
         return None
     ids, codes, marks = _pool(parts)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
@@ -30,6 +31,24 @@ LOCK_WAIT_S = 120.0
 # meanwhile, it pauses this long before the next chunk: longer than a waiting
 # writer's longest pause between tries (0.25 s below), so the writer gets in.
 BUILD_YIELD_S = 0.3
+# index()'s lease on every stripe is this short, and renewed after every page it
+# reads and before it writes: a build killed mid-chunk holds the index's writers
+# (and its own rerun) back for at most this long instead of LOCK_TTL_MS.
+BUILD_LEASE_MS = 15_000
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A writer's hold on some stripes: its token and time to live."""
+
+    stripes: list[int]
+    token: str = field(default_factory=lambda: uuid.uuid4().hex)
+    ttl_ms: int = LOCK_TTL_MS
+
+    def renew(self) -> Steps[None]:
+        """Extend the hold by `ttl_ms` from now (the lock script lets a holder take its own stripes again)."""
+        if not (yield call("buckets", "lock", self.stripes, self.token, self.ttl_ms)):
+            raise TimeoutError("the writer lease expired and another writer took its ids")
 
 
 def every_stripe() -> NDArray[np.int64]:
@@ -37,18 +56,23 @@ def every_stripe() -> NDArray[np.int64]:
     return np.arange(LOCK_STRIPES, dtype=np.int64)
 
 
-def locked(name: str, ids: NDArray[np.int64], body: Steps[T]) -> Steps[T]:
+def locked(name: str, ids: NDArray[np.int64], body: Steps[T], lease: Lease | None = None) -> Steps[T]:
     """Run `body` holding the writer lock of every stripe of `ids`, with Ctrl-C held back meanwhile.
 
+    A `lease` names the token and time to live (a body that renews it, as
+    index() does, passes its own); by default a fresh token for LOCK_TTL_MS.
     Step targets: ``buckets`` (lock, unlock), ``clock`` (sleep) and ``interrupts``.
     """
     stripes = np.unique(ids % LOCK_STRIPES).tolist()
-    token = uuid.uuid4().hex
+    lease = lease or Lease(stripes)
+    token = lease.token
     waited, pause = 0.0, 0.005
-    while not (yield call("buckets", "lock", stripes, token, LOCK_TTL_MS)):
+    while not (yield call("buckets", "lock", stripes, token, lease.ttl_ms)):
         if waited > LOCK_WAIT_S:
             raise TimeoutError(f"index {name!r}: another writer held these ids for {waited:.0f} s")
         yield call("clock", "sleep", pause)
+        if waited < 1.0 <= waited + pause:
+            log.info("index %r: waiting for another writer's lease (a killed writer's expires by itself)", name)
         waited, pause = waited + pause, min(pause * 2, 0.25)
     try:
         yield call("interrupts", "hold")
