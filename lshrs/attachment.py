@@ -64,6 +64,7 @@ class Attachment:
         self.sketches: SketchCache | None = None
         self.saved_probes: int | None = None
         self.saved_depth: int | None = None  # the rerank depth tune(apply=True) chose
+        self.saved_model: str | None = None  # the embedding model of the index's texts (text_model.py)
 
     @property
     def name(self) -> str:
@@ -221,6 +222,7 @@ class Attachment:
         self.definition = definition
         self.saved_probes = meta.num_probes
         self.saved_depth = meta.rerank_depth
+        self.saved_model = meta.model
         if family.code_bytes:
             self.sketches = None  # the bucket entries carry what ranks the candidates
         elif self.sketch_capacity and (self.sketches is None or self.sketches.dim != definition.dim):

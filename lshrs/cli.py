@@ -163,11 +163,16 @@ def _run_job(lsh: LSHRS, source: Path, **options: Any) -> Any:
               help="Fraction of LSH candidates reranked by exact cosine (default: all).")  # fmt: skip
 @click.option("--no-rerank", is_flag=True, help="Rank by collision count only; never reads the store.")
 @click.option("--probes", type=click.IntRange(min=1), help="Buckets probed per table.")
+@click.option(
+    "--model",
+    "embedding_model",
+    help="Embedding model name or path (default: the one saved with the index at its first ingest).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of hits on stdout.")
 def query(target: Target, text: str, top_k: int, top_p: float | None, no_rerank: bool,
-          probes: int | None, as_json: bool) -> None:  # fmt: skip
+          probes: int | None, embedding_model: str | None, as_json: bool) -> None:  # fmt: skip
     """Search the index for TEXT (embedded with the index's model)."""
-    with target.open() as lsh:
+    with target.open(embedding_model=embedding_model) as lsh:
         if lsh.dim is None:
             raise click.ClickException(f"index {lsh.name!r} is empty or does not exist")
         hits = lsh.query(text, top_k=top_k, top_p=top_p, rerank=not no_rerank, num_probes=probes)

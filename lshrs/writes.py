@@ -40,7 +40,8 @@ def ingest_steps(
     if texts is None and vectors is None:
         raise ValueError("ingest: give texts, vectors, or both")
     text_list = inputs.as_texts(texts) if texts is not None else None
-    if vectors is None:
+    vectors_from_texts = vectors is None
+    if vectors_from_texts:
         vectors = yield call("model", "embed", text_list)
     batch = validate(index, text_list, vectors, ids, metadata)
     can = capabilities(index.store)
@@ -49,6 +50,8 @@ def ingest_steps(
     if can.check_ids and ids is not None:
         index.store.check_ids(batch.ids)  # type: ignore[attr-defined]
     family = index.family or (yield call("index", "ready", batch.vectors.shape[1]))
+    if vectors_from_texts:
+        yield call("model", "remember_model")  # the index now exists: keep the model that embedded its texts
     written = []
     for lo in range(0, len(batch), batch_size):
         part = slice_rows(batch, lo, lo + batch_size)

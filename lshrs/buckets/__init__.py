@@ -267,6 +267,11 @@ class Buckets(Housekeeping):
         """The index's generation: it moves whenever bucket entries are removed (a vector replaced or deleted)."""
         return self.client.hget(self.meta_key, GENERATION) or b""
 
+    def claim_meta(self, field: str, value: str) -> str:
+        """Set a meta field unless it is set already; the value it holds now (a writer may have set another)."""
+        self._check_meta([self._scripts["if_meta"](keys=[self.meta_key], args=["HSETNX", field, value])])
+        return (self.client.hget(self.meta_key, field) or value.encode()).decode()
+
     def write_marks(self) -> tuple[Any, Any]:
         """The entry counter and the generation: between them, they move with every bucket write."""
         entries, generation = self.client.hmget(self.meta_key, [ENTRIES, GENERATION])
