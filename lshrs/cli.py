@@ -14,6 +14,7 @@ and exit with a code a script can test:
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import sqlite3
@@ -27,7 +28,7 @@ import redis
 
 from lshrs import connection, inputs, tune_probes
 from lshrs import tune as tuning
-from lshrs.buckets import Buckets
+from lshrs.buckets import Buckets, index_names
 from lshrs.cli_options import Target, int_list, share_list, target_options
 from lshrs.index import LSHRS, Hit
 
@@ -171,7 +172,15 @@ def _run_job(lsh: LSHRS, source: Path, **options: Any) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of hits on stdout.")
 def query(target: Target, text: str, top_k: int, top_p: float | None, no_rerank: bool,
           probes: int | None, embedding_model: str | None, as_json: bool) -> None:  # fmt: skip
-    """Search the index for TEXT (embedded with the index's model)."""
+    """Search the index for TEXT (embedded with the index's model).
+
+    Without --name, and when no index 'default' exists, the only index on
+    this Redis answers (after `lshrs demo`, the demo's); with several, they
+    are listed.
+    """
+    with target.open(embedding_model=embedding_model) as lsh:
+        if lsh.dim is None and not target.name_given:
+            target = _only_other_index(lsh, target)
     with target.open(embedding_model=embedding_model) as lsh:
         if lsh.dim is None:
             raise click.ClickException(f"index {lsh.name!r} is empty or does not exist")
@@ -352,6 +361,17 @@ def tune_command(
         raise click.exceptions.Exit(EXIT_INPUT)
     if not as_json:
         click.echo(result.summary())
+
+
+def _only_other_index(lsh: LSHRS, target: Target) -> Target:
+    """The target of the one index on this Redis, when the default one does not exist; else a usage error."""
+    names = index_names(lsh.redis)
+    if len(names) == 1:
+        click.echo(f"lshrs: no index {target.name!r}; answering from {names[0]!r}, the only one here", err=True)
+        return dataclasses.replace(target, name=names[0], name_given=True)
+    if names:
+        raise click.UsageError(f"no index {target.name!r}; this Redis holds {', '.join(names)}: pass --name")
+    raise click.ClickException(f"index {target.name!r} is empty or does not exist (no index on this Redis)")
 
 
 def _format_hit(hit: Hit) -> str:

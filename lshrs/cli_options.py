@@ -27,6 +27,7 @@ class Target:
     postgres_dsn: str | None
     sqlite: Path | None
     data_dir: Path
+    name_given: bool = True  # --name or LSHRS_NAME set, not the command's default
 
     def open(self, **params: Any) -> LSHRS:
         """The index, with the store the options chose (SQLite under data_dir by default)."""
@@ -66,7 +67,9 @@ def target_options(default_name: str = "default") -> Callable[[Callable[..., Any
 
         def wrapped(name: str, redis_url: str | None, postgres_dsn: str | None, sqlite: Path | None,
                     data_dir: Path, **kwargs: Any) -> Any:  # fmt: skip
-            return command(Target(name, redis_url, postgres_dsn, sqlite, data_dir), **kwargs)
+            source = click.get_current_context().get_parameter_source("name")
+            given = source is not click.core.ParameterSource.DEFAULT
+            return command(Target(name, redis_url, postgres_dsn, sqlite, data_dir, given), **kwargs)
 
         functools.update_wrapper(wrapped, command)  # keeps the options declared below this decorator
         for option in reversed(options):

@@ -11,11 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import redis
-from servers import free_port
+from servers import RedisServer, free_port
 
-from lshrs import embedded
+from lshrs import LSHRS, MemoryStore, SQLiteStore, embedded
 from lshrs.cli import demo_dump
 from lshrs.passages import split
 from lshrs.wikipedia import read_articles
@@ -181,3 +182,25 @@ def test_demo_on_the_embedded_default(tmp_path):
         assert again.returncode == 0 and again.stdout == result.stdout
     finally:
         embedded.stop(data)
+
+
+def test_query_without_a_name_answers_from_the_only_index(tmp_path):
+    server = RedisServer()
+    try:
+        env = {"LSHRS_REDIS_URL": server.url, "LSHRS_SQLITE": str(tmp_path / "docs.sqlite3")}
+        empty = lshrs("query", "anything", env=env)
+        assert_one_line_error(empty, 1, "no index on this Redis")
+        lsh = LSHRS(name="wikipedia-demo", redis_url=server.url, store=SQLiteStore(env["LSHRS_SQLITE"],
+                    table="wikipedia-demo"))  # fmt: skip
+        lsh.ingest(["The Eiffel Tower is in Paris.", "Photosynthesis feeds plants.", "Violins have four strings."])
+        lsh.close()
+        found = lshrs("query", "a famous landmark in France", "-k", "1", env=env)
+        assert found.returncode == 0, found.stderr
+        assert "Eiffel" in found.stdout and "answering from 'wikipedia-demo'" in found.stderr
+        named = lshrs("query", "anything", "--name", "missing", env=env)  # a name given is never swapped
+        assert_one_line_error(named, 1, "index 'missing' is empty or does not exist")
+        LSHRS(name="second", redis_url=server.url, store=MemoryStore()).ingest(vectors=np.ones((2, 384)))
+        several = lshrs("query", "anything", env=env)
+        assert several.returncode == 2 and "second, wikipedia-demo: pass --name" in several.stderr
+    finally:
+        server.stop()

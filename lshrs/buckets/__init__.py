@@ -51,7 +51,7 @@ from lshrs.buckets.scans import Housekeeping
 from lshrs.buckets.scripts import READS, SCRIPTS, Call, queue
 from lshrs.definition import ENTRIES, GENERATION, NEXT_ID
 
-__all__ = ["BucketWrites", "Buckets", "Fetched", "Layout", "server_layout", "store_prefix"]
+__all__ = ["BucketWrites", "Buckets", "Fetched", "Layout", "index_names", "server_layout", "store_prefix"]
 
 log = logging.getLogger("lshrs")
 
@@ -59,6 +59,12 @@ log = logging.getLogger("lshrs")
 # the same pipeline (redis-py's default retry gives up within about 10 s), short
 # enough that a bulk build's keys expire well before they add up.
 ONCE_TTL_MS = 120_000
+
+
+def index_names(client: Any) -> list[str]:
+    """The names of every index on this Redis (a SCAN for meta hashes), the tuner's scratch indexes left out."""
+    names = {key.decode()[len("lshrs:") : -len(":meta")] for key in client.scan_iter(match=b"lshrs:*:meta")}
+    return sorted(n for n in names if not n.startswith("_lshrs-tune-"))
 
 
 def store_prefix(name: str) -> bytes:
