@@ -71,3 +71,24 @@ def test_find_and_get(make_index, store):
     assert len(lsh.get([])) == 0
     with pytest.raises(ValueError, match="duplicate"):
         lsh.get([1, 1])
+
+
+def test_a_selective_filter_is_answered_exactly_among_its_matches(make_index, store, monkeypatch):
+    if not hasattr(store, "find_where"):
+        pytest.skip("the memory store has no SQL to push a filter down to")
+    vectors = clustered(3000, dim=32, clusters=20)
+    lsh = make_index(store=store, exact_below=100)  # the bucket path, not the small-index scan
+    lsh.ingest(vectors=vectors, ids=np.arange(3000), metadata=[{"group": i % 500} for i in range(3000)])
+    asked, scanned = [], []
+    find_where, scan = store.find_where, store.scan
+    monkeypatch.setattr(store, "find_where", lambda *a, **k: asked.append(k) or find_where(*a, **k))
+    monkeypatch.setattr(store, "scan", lambda *a, **k: scanned.append(k) or scan(*a, **k))
+    query = vectors[7] + 0.5
+    hits = lsh.query(query, top_k=10, filter={"group": {"$in": [7, 8]}})  # 12 of 3,000 pass
+    allowed = np.array([i for i in range(3000) if i % 500 in (7, 8)])
+    scores = (vectors[allowed] @ query) / np.linalg.norm(vectors[allowed], axis=1) / np.linalg.norm(query)
+    assert [h.id for h in hits] == allowed[np.argsort(-scores)[:10]].tolist()
+    assert all(h.metadata["group"] in (7, 8) for h in hits)
+    assert len(asked) == 1 and asked[0]["limit"] > 12 and scanned == []  # no scan of the store
+    broad = lsh.query(query, top_k=5, filter={"group": {"$lt": 400}})  # 80 % pass: the candidates suffice
+    assert len(broad) == 5 and len(asked) == 1  # the SQL was not asked

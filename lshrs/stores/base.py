@@ -70,8 +70,8 @@ def in_requested_order(requested: NDArray[np.int64], found: Rows) -> Rows:
 # The store protocol in one place: what every store must have, and what lshrs uses when it is there.
 REQUIRED_METHODS = ("put", "get", "delete", "scan", "count", "dim")
 OPTIONAL_METHODS = {
-    "find_where": "find_where(where) -> ids whose metadata passes a parsed filter (lshrs.where), answered in "
-    "the database; None when its SQL cannot express that filter exactly",
+    "find_where": "find_where(where, limit=None) -> ids (at most limit) whose metadata passes a parsed filter "
+    "(lshrs.where), answered in the database; None when its SQL cannot express that filter exactly",
     "check": "check(texts, metadata): refuse what the store cannot hold, before any write of a batch",
     "check_ids": "check_ids(ids): refuse ids the store's id column cannot hold, before any write of a batch",
     "aget": "async twin of get",

@@ -342,17 +342,17 @@ class PostgresStore:
             self._columns(payload), self._table, self._col["id"]
         )
 
-    def find_where(self, expr: Where) -> NDArray[np.int64] | None:
-        """Ids whose metadata passes `expr`, tested on jsonb (a GIN index serves equality); None if SQL cannot."""
-        statement = self._find_statement(expr)
+    def find_where(self, expr: Where, limit: int | None = None) -> NDArray[np.int64] | None:
+        """Ids passing `expr` (at most `limit`), tested on jsonb (a GIN index serves equality); None if SQL cannot."""
+        statement = self._find_statement(expr, limit)
         if statement is None:
             return None
         with self._lock:
             fetched = self._conn.execute(*statement).fetchall()
         return np.array([row[0] for row in fetched], np.int64)
 
-    async def afind_where(self, expr: Where) -> NDArray[np.int64] | None:
-        statement = self._find_statement(expr)
+    async def afind_where(self, expr: Where, limit: int | None = None) -> NDArray[np.int64] | None:
+        statement = self._find_statement(expr, limit)
         if statement is None:
             return None
         conn, lock = await self._aconn()
@@ -361,7 +361,7 @@ class PostgresStore:
             fetched = await cur.fetchall()
         return np.array([row[0] for row in fetched], np.int64)
 
-    def _find_statement(self, expr: Where) -> tuple[sql.Composed, list[Any]] | None:
+    def _find_statement(self, expr: Where, limit: int | None = None) -> tuple[sql.Composed, list[Any]] | None:
         if "metadata" not in self._col:
             return None  # no metadata column (a filter can still pass empty metadata): the caller scans
         column: sql.Composable = self._col["metadata"]
@@ -371,7 +371,8 @@ class PostgresStore:
         if compiled is None:
             return None
         condition, params = compiled
-        return sql.SQL("SELECT {} FROM {} WHERE {}").format(self._col["id"], self._table, condition), params
+        cut = sql.SQL("" if limit is None else f" LIMIT {int(limit)}")
+        return sql.SQL("SELECT {} FROM {} WHERE {}{}").format(self._col["id"], self._table, condition, cut), params
 
     def _rows(self, fetched: list[tuple[Any, ...]], payload: bool) -> Rows:
         if not fetched:

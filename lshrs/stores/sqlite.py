@@ -121,14 +121,15 @@ class SQLiteStore:
             [load_metadata(m) for m in columns[3]] if payload else None,
         )
 
-    def find_where(self, expr: Where) -> NDArray[np.int64] | None:
-        """Ids whose metadata passes `expr`, tested by SQLite's JSON functions; None when SQL cannot say it."""
+    def find_where(self, expr: Where, limit: int | None = None) -> NDArray[np.int64] | None:
+        """Ids whose metadata passes `expr` (at most `limit`), by SQLite's JSON functions; None if SQL cannot."""
         compiled = None if self._meta is None else sql_where.sqlite(expr, self._meta)
         if compiled is None:
             return None  # no metadata column (a filter can still pass empty metadata): the caller scans
         condition, params = compiled
         with self._lock:
-            fetched = self._conn.execute(f"SELECT {self._id} FROM {self._t} WHERE {condition}", params).fetchall()
+            cut = "" if limit is None else f" LIMIT {int(limit)}"
+            fetched = self._conn.execute(f"SELECT {self._id} FROM {self._t} WHERE {condition}{cut}", params).fetchall()
         return np.array([row[0] for row in fetched], np.int64)
 
     def delete(self, ids: NDArray[np.int64]) -> int:
