@@ -150,3 +150,29 @@ def test_workers_creating_one_new_table_at_once(postgres_dsn, name):
         for round in range(3):  # three new tables: the race does not show every time
             results = pool.starmap(_create_store, [(postgres_dsn, f"{name}_{round}")] * 20)
             assert results == ["ok"] * 20
+
+
+def test_the_missions_table_works_without_naming_its_missing_metadata_column(postgres_dsn, redis_client, name):
+    """An existing table `index | vector | raw_document` (real[] vectors), as a team already has it."""
+    rng = np.random.default_rng(1)
+    vectors = rng.standard_normal((300, 12)).astype(np.float32)
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{name}" (index bigint PRIMARY KEY, vector real[], raw_document text, url text)')
+        with conn.cursor() as cur:
+            cur.executemany(
+                f'INSERT INTO "{name}" VALUES (%s, %s, %s, %s)',
+                [(i, vectors[i].tolist(), f"doc {i}", f"https://x/{i}") for i in range(300)],
+            )
+    store = PostgresStore(postgres_dsn, table=name, id_column="index", vector_column="vector",
+                          text_column="raw_document", create=False)  # fmt: skip
+    lsh = LSHRS(name=name, redis=redis_client, store=store)
+    assert lsh.index() == 300 and lsh.verify()["ok"]
+    hit = lsh.query(vectors[42], top_k=1)[0]
+    assert (hit.id, hit.text, hit.metadata) == (42, "doc 42", None)
+    with pytest.raises(ValueError, match="no metadata column"):
+        lsh.ingest(vectors=vectors[:1], ids=[1000], metadata=[{"a": 1}])
+    assert lsh.find({"a": {"$exists": False}}).tolist() == list(range(300))  # no metadata: scanned in Python
+    with pytest.raises(ValueError, match="pass text_column=None if the table has none"):
+        PostgresStore(postgres_dsn, table=name, id_column="index", vector_column="vector", text_column="body")
+    lsh.clear()
+    lsh.close()

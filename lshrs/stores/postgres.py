@@ -15,6 +15,7 @@ first use with the same connection parameters.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import struct
 import threading
@@ -42,6 +43,12 @@ _FLOAT_OIDS = {"real[]": (700, ">f4"), "double precision[]": (701, ">f8")}
 # NAMEDATALEN - 1 of stock builds (SHOW max_identifier_length): Postgres silently
 # truncates longer names, so two long table names could map to one table.
 _MAX_IDENTIFIER_BYTES = 63
+
+
+log = logging.getLogger("lshrs")
+
+# Column names taken by default for the optional roles: a table that lacks them simply has no such column.
+_OPTIONAL_DEFAULTS = {"text": "text", "metadata": "metadata"}
 
 
 class PostgresStore:
@@ -129,11 +136,18 @@ class PostgresStore:
         with self._lock:
             found: dict[str, str] = dict(self._conn.execute(query, (table,)).fetchall())
         types = {}
-        for role, column in self._names.items():
+        for role, column in list(self._names.items()):
             if column is None:
                 continue
+            if column not in found and column == _OPTIONAL_DEFAULTS.get(role):
+                # an existing table without the default text or metadata column: it has none, as if None were given
+                log.info("table %s has no column %r: rows have no %s", table, column, role)
+                self._names[role] = None
+                del self._col[role]
+                continue
             if column not in found:
-                raise ValueError(f"{role}_column: table has no column {column!r} (columns: {sorted(found)})")
+                hint = f"; pass {role}_column=None if the table has none" if role in _OPTIONAL_DEFAULTS else ""
+                raise ValueError(f"{role}_column: table has no column {column!r} (columns: {sorted(found)}){hint}")
             types[role] = found[column]
         base = types["vector"].split("(")[0]
         if base not in ("vector", "bytea", *_FLOAT_OIDS):
@@ -235,8 +249,11 @@ class PostgresStore:
     # -- protocol ----------------------------------------------------------
 
     def check(self, texts: Sequence[str | None] | None, metadata: Sequence[Metadata | None] | None) -> None:
-        """Refuse what Postgres cannot hold (NUL in text or jsonb); `LSHRS` calls it before any write."""
+        """Refuse what Postgres cannot hold (NUL in text or jsonb, a column the table lacks) before any write."""
         _check_no_nul(texts, metadata)
+        for role, values in (("text", texts), ("metadata", metadata)):
+            if role not in self._col and values is not None and any(v is not None for v in values):
+                raise ValueError(f"{role}: table {self._table_name.as_string(self._conn)} has no {role} column")
 
     def check_ids(self, ids: NDArray[np.int64]) -> None:
         """Refuse ids the id column cannot hold: binary COPY would wrap them onto other rows."""
