@@ -190,7 +190,10 @@ def test_delete_nodes(store):
 
 
 def test_clear_then_refill(store):
+    store.client.ingest(vectors=np.ones((1, DIM)), ids=[77], texts=["a row another writer put in the same index"])
     store.clear()
+    assert store.client.get([77]).texts == ["a row another writer put in the same index"]  # not a node: kept
+    store.client.delete([77])
     assert store.get_nodes() == []
     assert store.client.count() == 0
     assert store.query(ask(EVERYTHING)).ids == []

@@ -35,8 +35,10 @@ from lshrs import LSHRS, Hit, Rows
 from lshrs.filters import as_predicate, matching
 from lshrs.inputs import check_top
 from lshrs.ranking import exact_top_k
-from lshrs.string_ids import ID_BYTES, check_stored, keys_for, split_metadata, with_id
+from lshrs.string_ids import ID_BYTES, ID_FIELD, check_stored, keys_for, split_metadata, with_id
 
+# The rows this store wrote: every node's row carries its string id (lshrs.string_ids).
+_NODES = {ID_FIELD: {"$exists": True}}
 # Keyword arguments of query() passed through to LSHRS.query (VectorStoreIndex's vector_store_kwargs).
 _QUERY_OPTIONS = ("top_p", "num_probes")
 
@@ -139,16 +141,18 @@ class LSHRSVectorStore(BasePydanticVectorStore):
         await self._adelete_keys((await self._aselect(node_ids, filters)).ids)
 
     def clear(self) -> None:
-        """Delete every node from the buckets and the store.
+        """Delete every node this store wrote from the buckets and the store.
 
-        The index definition (dimension, hash functions) stays in Redis, so
-        the store can be refilled with embeddings of the same size;
-        ``store.client.clear()`` drops it too.
+        Only rows that carry a node id (written by `add`) go: a table shared
+        with other writers, say passages `lshrs ingest` wrote into the same
+        index, keeps their rows. The index definition (dimension, hash
+        functions) stays in Redis, so the store can be refilled with
+        embeddings of the same size; ``store.client.clear()`` drops it too.
         """
-        self._delete_keys(self._lsh.find(_everything))
+        self._delete_keys(self._lsh.find(_NODES))
 
     async def aclear(self) -> None:
-        await self._adelete_keys(await self._lsh.afind(_everything))
+        await self._adelete_keys(await self._lsh.afind(_NODES))
 
     def _delete_keys(self, keys: NDArray[np.int64]) -> None:
         for lo in range(0, len(keys), self._lsh.batch_size):
