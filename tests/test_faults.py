@@ -183,8 +183,14 @@ def test_postgres_down_gives_a_clear_error_and_no_bucket_entries(redis_url, name
         assert indexed == set(range(100))  # nothing for rows that never reached the store
         assert lsh.count() == 100
 
-        _pg_ctl(pg, "-w", "-o", f"-p {pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={pg.root}",
-                "-l", str(Path(pg.root) / "log"), "start")  # fmt: skip
+        _pg_start(pg)
+        # the same instance, after the restart: its store connects again by itself
+        assert len(lsh.query(np.ones(8), top_k=3)) == 3
+        lsh.ingest(vectors=clustered(2, dim=8, seed=4), ids=[200, 201])
+        assert lsh.delete([200, 201]) == 2 and lsh.store.count() == 100
+        _pg_ctl(pg, "-m", "fast", "stop")  # a restart between two calls: the next one reconnects
+        _pg_start(pg)
+        assert lsh.store.count() == 100 and len(lsh.get([1, 2])) == 2
         again = LSHRS(name=name, redis_url=redis_url, store=PostgresStore(pg.dsn, table=name))
         assert again.verify()["ok"]
         again.ingest(vectors=clustered(5, dim=8, seed=3), ids=np.arange(100, 105))
@@ -192,6 +198,12 @@ def test_postgres_down_gives_a_clear_error_and_no_bucket_entries(redis_url, name
         again.clear()
     finally:
         pg.stop()
+
+
+def _pg_start(pg: Postgres) -> None:
+    """Start the stopped server again on its data, port and socket (its log to a file, not to our pipe)."""
+    _pg_ctl(pg, "-w", "-o", f"-p {pg.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories={pg.root}",
+            "-l", str(Path(pg.root) / "log"), "start")  # fmt: skip
 
 
 def _pg_ctl(pg: Postgres, *args: str) -> None:

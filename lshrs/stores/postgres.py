@@ -15,13 +15,14 @@ first use with the same connection parameters.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import struct
 import threading
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
@@ -46,6 +47,29 @@ _MAX_IDENTIFIER_BYTES = 63
 
 
 log = logging.getLogger("lshrs")
+T = TypeVar("T")
+
+
+def _reconnecting(method: Callable[..., T]) -> Callable[..., T]:
+    """A store method that connects again and retries once when the server dropped the connection.
+
+    Every such method is idempotent (put upserts, delete of a deleted id does
+    nothing, the rest read), so running it again after a failure that may or
+    may not have reached the server changes nothing twice.
+    """
+
+    @functools.wraps(method)
+    def wrapper(self: PostgresStore, *args: Any, **kwargs: Any) -> T:
+        self._revive()
+        try:
+            return method(self, *args, **kwargs)
+        except psycopg.OperationalError:
+            if not self._revive():
+                raise
+            return method(self, *args, **kwargs)
+
+    return wrapper
+
 
 # Column names taken by default for the optional roles: a table that lacks them simply has no such column.
 _OPTIONAL_DEFAULTS = {"text": "text", "metadata": "metadata"}
@@ -94,6 +118,7 @@ class PostgresStore:
         else:
             self._conn, self._owns = psycopg.connect(conninfo, autocommit=True), True
         self._lock = threading.RLock()
+        self._conninfo = None if isinstance(conninfo, psycopg.Connection) else str(conninfo)
         self._async: weakref.WeakKeyDictionary[Any, tuple[psycopg.AsyncConnection, asyncio.Lock]] = (
             weakref.WeakKeyDictionary()
         )
@@ -266,6 +291,7 @@ class PostgresStore:
                 f"got min {int(ids.min())} max {int(ids.max())}"
             )
 
+    @_reconnecting
     def put(
         self,
         ids: NDArray[np.int64],
@@ -338,6 +364,7 @@ class PostgresStore:
             ).format(t=self._table, c=cols, id=self._col["id"]),
         )
 
+    @_reconnecting
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
         ids = np.asarray(ids, np.int64)
         with self._lock:
@@ -359,6 +386,7 @@ class PostgresStore:
             self._columns(payload), self._table, self._col["id"]
         )
 
+    @_reconnecting
     def find_where(self, expr: Where, limit: int | None = None) -> NDArray[np.int64] | None:
         """Ids passing `expr` (at most `limit`), tested on jsonb (a GIN index serves equality); None if SQL cannot."""
         statement = self._find_statement(expr, limit)
@@ -405,6 +433,7 @@ class PostgresStore:
             metas if payload else None,
         )
 
+    @_reconnecting
     def delete(self, ids: NDArray[np.int64]) -> int:
         stmt = sql.SQL("DELETE FROM {} WHERE {} = ANY(%s)").format(self._table, self._col["id"])
         with self._lock, self._conn.transaction():
@@ -435,6 +464,8 @@ class PostgresStore:
         """This event loop's async connection (and the lock that keeps its transactions apart)."""
         loop = asyncio.get_running_loop()
         found = self._async.get(loop)
+        if found is not None and (found[0].closed or found[0].broken):
+            found = None  # the server went away since: connect again
         if found is None:
             info = self._conn.info
             conninfo = psycopg.conninfo.make_conninfo(info.dsn, password=info.password or None)
@@ -449,6 +480,7 @@ class PostgresStore:
             await found[0].close()
 
     def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
+        self._revive()
         where = sql.SQL("") if after is None else sql.SQL("WHERE {} > %s").format(self._col["id"])
         columns = self._columns(payload)
         stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {}").format(columns, self._table, where, self._col["id"])
@@ -461,11 +493,13 @@ class PostgresStore:
                 yield self._rows(batch, payload)
             cur.close()
 
+    @_reconnecting
     def count(self) -> int:
         with self._lock:
             row = self._conn.execute(sql.SQL("SELECT count(*) FROM {}").format(self._table), ()).fetchone()
         return int(row[0]) if row else 0
 
+    @_reconnecting
     def dim(self) -> int | None:
         stmt = sql.SQL("SELECT {} FROM {} LIMIT 1").format(self._col["vector"], self._table)
         with self._lock:
@@ -476,6 +510,18 @@ class PostgresStore:
     def close(self) -> None:
         if self._owns:
             self._conn.close()
+
+    def _revive(self) -> bool:
+        """Connect again when the connection this store opened was lost (a Postgres restart); whether it did.
+
+        A connection the caller passed in is theirs to replace.
+        """
+        with self._lock:
+            if self._conninfo is None or not (self._conn.closed or self._conn.broken):
+                return False
+            log.info("PostgresStore: the connection was lost; connecting again")
+            self._conn = psycopg.connect(self._conninfo, autocommit=True)
+            return True
 
 
 def _identifier(*names: str) -> sql.Identifier:
