@@ -158,7 +158,7 @@ def _run_job(lsh: LSHRS, source: Path, **options: Any) -> Any:
 
 @cli.command()
 @target_options()
-@click.argument("text")
+@click.argument("texts", metavar="TEXT...", nargs=-1, required=True)
 @click.option("--top-k", "-k", type=click.IntRange(min=1), default=10, show_default=True, help="Hits to return.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True),
               help="Fraction of LSH candidates reranked by exact cosine (default: all).")  # fmt: skip
@@ -170,9 +170,9 @@ def _run_job(lsh: LSHRS, source: Path, **options: Any) -> Any:
     help="Embedding model name or path (default: the one saved with the index at its first ingest).",
 )
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of hits on stdout.")
-def query(target: Target, text: str, top_k: int, top_p: float | None, no_rerank: bool,
+def query(target: Target, texts: tuple[str, ...], top_k: int, top_p: float | None, no_rerank: bool,
           probes: int | None, embedding_model: str | None, as_json: bool) -> None:  # fmt: skip
-    """Search the index for TEXT (embedded with the index's model).
+    """Search the index for each TEXT (embedded with the index's model, loaded once for all of them).
 
     Without --name, and when no index 'default' exists, the only index on
     this Redis answers (after `lshrs demo`, the demo's); with several, they
@@ -184,12 +184,18 @@ def query(target: Target, text: str, top_k: int, top_p: float | None, no_rerank:
     with target.open(embedding_model=embedding_model) as lsh:
         if lsh.dim is None:
             raise click.ClickException(f"index {lsh.name!r} is empty or does not exist")
-        hits = lsh.query(text, top_k=top_k, top_p=top_p, rerank=not no_rerank, num_probes=probes)
-    if as_json:
-        click.echo(json.dumps([hit.__dict__ for hit in hits], ensure_ascii=False))
+        answers = lsh.query_many(list(texts), top_k=top_k, top_p=top_p, rerank=not no_rerank, num_probes=probes)
+    if as_json:  # one array of hits for one question (as before), one array per question for several
+        rows = [[hit.__dict__ for hit in hits] for hits in answers]
+        click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, ensure_ascii=False))
         return
-    for hit in hits:
-        click.echo(_format_hit(hit))
+    for text, hits in zip(texts, answers):
+        if len(texts) > 1:
+            click.echo(click.style(f"? {text}", bold=True))
+        for hit in hits:
+            click.echo(_format_hit(hit))
+        if len(texts) > 1:
+            click.echo()
 
 
 @cli.command()

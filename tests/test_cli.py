@@ -197,6 +197,9 @@ def test_query_without_a_name_answers_from_the_only_index(tmp_path):
         found = lshrs("query", "a famous landmark in France", "-k", "1", env=env)
         assert found.returncode == 0, found.stderr
         assert "Eiffel" in found.stdout and "answering from 'wikipedia-demo'" in found.stderr
+        both = lshrs("query", "a famous landmark in France", "how plants make food", "-k", "1", "--json", env=env)
+        answers = json.loads(both.stdout)  # two questions, one model load: one list of hits each
+        assert [a[0]["text"].split()[1] for a in answers] == ["Eiffel", "feeds"]
         named = lshrs("query", "anything", "--name", "missing", env=env)  # a name given is never swapped
         assert_one_line_error(named, 1, "index 'missing' is empty or does not exist")
         LSHRS(name="second", redis_url=server.url, store=MemoryStore()).ingest(vectors=np.ones((2, 384)))
