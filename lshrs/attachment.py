@@ -9,6 +9,7 @@ only the reading, creating and redefining of the index definition.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -223,6 +224,10 @@ class Attachment:
         self.saved_probes = meta.num_probes
         self.saved_depth = meta.rerank_depth
         self.saved_model = meta.model
+        describe = getattr(self.store, "describe", None)
+        if fields.STORE not in meta.raw and callable(describe):
+            # how to open this index's table again (the CLI reattaches with a DSN or a path and the name)
+            self.buckets.claim_meta(fields.STORE, json.dumps(describe(), sort_keys=True))
         if family.code_bytes:
             self.sketches = None  # the bucket entries carry what ranks the candidates
         elif self.sketch_capacity and (self.sketches is None or self.sketches.dim != definition.dim):

@@ -7,15 +7,18 @@ options into an open `LSHRS`. It knows nothing of what the commands do.
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 
-from lshrs import embedded
-from lshrs.index import LSHRS
+from lshrs import connection, embedded
+from lshrs.buckets import Buckets
+from lshrs.definition import STORE
+from lshrs.index import LSHRS, default_table
 
 
 @dataclass(frozen=True)
@@ -28,21 +31,53 @@ class Target:
     sqlite: Path | None
     data_dir: Path
     name_given: bool = True  # --name or LSHRS_NAME set, not the command's default
+    mapping: dict[str, str | None] = field(default_factory=dict)  # --table, --id-column, ... as given
 
     def open(self, **params: Any) -> LSHRS:
-        """The index, with the store the options chose (SQLite under data_dir by default)."""
+        """The index, with the store the options chose (SQLite under data_dir by default).
+
+        The table and its columns come from the options, else from the
+        mapping the index keeps (`Store.describe`), else from the defaults:
+        so after a first ``lshrs index --table ...`` on an existing table,
+        every later command needs only the DSN (or path) and the name.
+        """
         if self.postgres_dsn and self.sqlite:
             raise click.UsageError("give --postgres-dsn or --sqlite, not both")
+        saved = self._saved_mapping()
         store: Any = None
         if self.postgres_dsn:
             from lshrs.stores.postgres import PostgresStore
 
-            store = PostgresStore(self.postgres_dsn, table=self.name)
-        elif self.sqlite:
+            store = PostgresStore(self.postgres_dsn, **self._columns(saved, "postgres", self.name))
+        elif self.sqlite or self.mapping or saved.get("kind") == "sqlite":
             from lshrs.stores.sqlite import SQLiteStore
 
-            store = SQLiteStore(self.sqlite, table=self.name)
+            path = self.sqlite or Path(self.data_dir) / "lshrs.sqlite3"
+            table = self.name if self.sqlite else default_table(self.name)  # as LSHRS names its default table
+            store = SQLiteStore(path, **self._columns(saved, "sqlite", table))
         return LSHRS(name=self.name, redis_url=self.redis_url, store=store, data_dir=self.data_dir, **params)
+
+    def _saved_mapping(self) -> dict[str, Any]:
+        """The store mapping the index keeps in Redis ({} for a new index), read with a short-lived client."""
+        client, owned = connection.connect(None, self.redis_url, self.data_dir)
+        try:
+            raw = Buckets(client, self.name).meta_field(STORE)
+        finally:
+            if owned:
+                client.close()
+        return json.loads(raw) if raw else {}
+
+    def _columns(self, saved: dict[str, Any], kind: str, table: str) -> dict[str, Any]:
+        """Table and column arguments of the store: the options over the saved mapping (of the same kind)."""
+        found = {k: v for k, v in saved.items() if k != "kind"} if saved.get("kind") == kind else {}
+        found.setdefault("table", table)
+        if kind == "sqlite":
+            found.pop("schema", None)
+        return {**found, **self.mapping}
+
+
+# The options naming the store's table and columns: PostgresStore / SQLiteStore arguments of the same names.
+_MAPPING_OPTIONS = ("table", "id_column", "vector_column", "text_column", "metadata_column")
 
 
 def target_options(default_name: str = "default") -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -63,13 +98,21 @@ def target_options(default_name: str = "default") -> Callable[[Callable[..., Any
             click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), envvar="LSHRS_DATA_DIR",
                          default=embedded.DEFAULT_DATA_DIR, show_default=True,
                          help="Directory of the embedded Redis and SQLite data. [env: LSHRS_DATA_DIR]"),
+            click.option("--table", help="The store's table (default: the index name; then the one the index keeps)."),
+            click.option("--id-column", help="Integer id column of an existing table (default id)."),
+            click.option("--vector-column", help="Vector column of an existing table (default embedding / vector)."),
+            click.option("--text-column", help="Text column of an existing table (default text; 'none': no text)."),
+            click.option("--metadata-column",
+                         help="JSON metadata column of an existing table (default metadata; 'none': no metadata)."),
         ]  # fmt: skip
 
         def wrapped(name: str, redis_url: str | None, postgres_dsn: str | None, sqlite: Path | None,
                     data_dir: Path, **kwargs: Any) -> Any:  # fmt: skip
             source = click.get_current_context().get_parameter_source("name")
             given = source is not click.core.ParameterSource.DEFAULT
-            return command(Target(name, redis_url, postgres_dsn, sqlite, data_dir, given), **kwargs)
+            mapping = {k: kwargs.pop(k) for k in _MAPPING_OPTIONS}
+            mapping = {k: (None if v.lower() == "none" else v) for k, v in mapping.items() if v is not None}
+            return command(Target(name, redis_url, postgres_dsn, sqlite, data_dir, given, mapping), **kwargs)
 
         functools.update_wrapper(wrapped, command)  # keeps the options declared below this decorator
         for option in reversed(options):

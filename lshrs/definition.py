@@ -36,6 +36,7 @@ SMALL_MAX = "small_max"
 NUM_PROBES = "num_probes"  # saved by tune(apply=True)
 RERANK_DEPTH = "rerank_depth"  # saved by tune(apply=True) on a centroid index
 MODEL = "model"  # the embedding model's name, saved at the first ingest of texts (text_model.py)
+STORE = "store"  # JSON: the store's kind and table mapping, never credentials (Store.describe)
 NEXT_ID = "next_id"  # the counter ingest() draws fresh ids from
 BUILD = "build"  # a BuildState
 INDEXED_THROUGH = "indexed_through"  # index()'s checkpoint: the last id of the last written chunk
@@ -45,7 +46,7 @@ GENERATION = "generation"  # moves whenever entries are removed (sketch.py)
 # The parameters a user may pass to LSHRS(); a conflict with a stored index raises.
 PARAMS = (DIM, NUM_TABLES, NUM_BITS, SEED, ID_BYTES)
 # What survives `index(rebuild=True)`: everything but the build state, checkpoint and counters.
-_KEPT_ON_REBUILD = (*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NEXT_ID, NUM_PROBES, RERANK_DEPTH, MODEL)
+_KEPT_ON_REBUILD = (*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NEXT_ID, NUM_PROBES, RERANK_DEPTH, MODEL, STORE)
 
 LEGACY_FAMILY = "hyperplanes"  # the family of a definition that names none
 # New indexes: centroid buckets with ranking codes. On 121,900 real MiniLM vectors
@@ -137,7 +138,7 @@ class Meta:
             readable = " and ".join(map(str, READABLE_FORMATS))
             raise ValueError(f"index {name!r}: format version {version}, this lshrs reads {readable}")
         family = raw.get(FAMILY, LEGACY_FAMILY.encode()).decode()
-        fixed = {*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NUM_PROBES, RERANK_DEPTH, MODEL, NEXT_ID, BUILD,
+        fixed = {*PARAMS, FORMAT, FAMILY, GROUP_BITS, SMALL_MAX, NUM_PROBES, RERANK_DEPTH, MODEL, STORE, NEXT_ID, BUILD,
                  INDEXED_THROUGH, ENTRIES, GENERATION}  # fmt: skip
         definition = Definition(
             **{k: int(raw[k]) for k in PARAMS},

@@ -207,3 +207,28 @@ def test_query_without_a_name_answers_from_the_only_index(tmp_path):
         assert several.returncode == 2 and "second, wikipedia-demo: pass --name" in several.stderr
     finally:
         server.stop()
+
+
+def test_the_missions_postgres_table_is_indexed_and_queried_from_the_command_line(postgres_dsn, redis_url, name):
+    """An existing table `index | vector | raw_document` (real[]): named once at the first index, kept after."""
+    import psycopg
+
+    from lshrs.embeddings import SentenceTransformerEmbedder
+
+    docs = ["The Eiffel Tower is in Paris.", "Photosynthesis feeds plants.", "Violins have four strings."]
+    vectors = SentenceTransformerEmbedder()(docs)
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{name}_docs" (index bigint PRIMARY KEY, vector real[], raw_document text)')
+        for i, (doc, vec) in enumerate(zip(docs, vectors)):
+            conn.execute(f'INSERT INTO "{name}_docs" VALUES (%s, %s, %s)', (i, vec.tolist(), doc))
+    env = {"LSHRS_REDIS_URL": redis_url, "LSHRS_POSTGRES_DSN": postgres_dsn, "LSHRS_NAME": name}
+    mapping = ["--table", f"{name}_docs", "--id-column", "index", "--vector-column", "vector",
+               "--text-column", "raw_document"]  # fmt: skip
+    built = lshrs("index", *mapping, env=env)
+    assert built.returncode == 0, built.stderr
+    found = lshrs("query", "a violin", "-k", "1", "--json", env=env)  # no table or column named this time
+    assert found.returncode == 0, found.stderr
+    assert json.loads(found.stdout)[0]["text"] == docs[2]
+    stats = json.loads(lshrs("stats", env=env).stdout)
+    assert stats["count"] == 3
+    assert lshrs("clear", "--yes", env=env).returncode == 0

@@ -273,6 +273,11 @@ class Buckets(Housekeeping):
         """The index's generation: it moves whenever bucket entries are removed (a vector replaced or deleted)."""
         return self.client.hget(self.meta_key, GENERATION) or b""
 
+    def meta_field(self, field: str) -> bytes | None:
+        """One field of the meta hash (a definition with centroids is megabytes: read_meta reads all of it)."""
+        value = self.client.hget(self.meta_key, field)
+        return None if value is None else bytes(value)
+
     def claim_meta(self, field: str, value: str) -> str:
         """Set a meta field unless it is set already; the value it holds now (a writer may have set another)."""
         self._check_meta([self._scripts["if_meta"](keys=[self.meta_key], args=["HSETNX", field, value])])

@@ -74,6 +74,7 @@ OPTIONAL_METHODS = {
     "(lshrs.where), answered in the database; None when its SQL cannot express that filter exactly",
     "check": "check(texts, metadata): refuse what the store cannot hold, before any write of a batch",
     "check_ids": "check_ids(ids): refuse ids the store's id column cannot hold, before any write of a batch",
+    "describe": "describe() -> the store's kind and table mapping, never credentials: kept with the index",
     "aget": "async twin of get",
     "aput": "async twin of put",
     "adelete": "async twin of delete",

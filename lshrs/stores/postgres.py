@@ -125,6 +125,7 @@ class PostgresStore:
         self._table_name = sql.Identifier(schema, table) if schema else sql.Identifier(table)
         self._table = _identifier(schema, table) if schema else _identifier(table)
         self._names = names
+        self._where = {"schema": schema, "table": table}
         self._col = {k: _identifier(v) for k, v in self._names.items() if v}
         if create:
             self._create_table(vector_type)
@@ -279,6 +280,11 @@ class PostgresStore:
         for role, values in (("text", texts), ("metadata", metadata)):
             if role not in self._col and values is not None and any(v is not None for v in values):
                 raise ValueError(f"{role}: table {self._table_name.as_string(self._conn)} has no {role} column")
+
+    def describe(self) -> dict[str, Any]:
+        """The kind and mapping kept with the index (never the DSN or credentials): how to open this table again."""
+        mapping = {f"{role}_column": column for role, column in self._names.items()}
+        return {"kind": "postgres", **self._where, **mapping}
 
     def check_ids(self, ids: NDArray[np.int64]) -> None:
         """Refuse ids the id column cannot hold: binary COPY would wrap them onto other rows."""

@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,6 +47,8 @@ class SQLiteStore:
         metadata_column: str | None = "metadata",
     ) -> None:
         # names first: a bad one raises before any file is created or connection opened
+        self._mapping = {"table": table, "id_column": id_column, "vector_column": vector_column,
+                         "text_column": text_column, "metadata_column": metadata_column}  # fmt: skip
         self._t = quote_identifier(table)
         self._id = quote_identifier(id_column)
         self._vec = quote_identifier(vector_column)
@@ -120,6 +123,10 @@ class SQLiteStore:
             list(columns[2]) if payload else None,
             [load_metadata(m) for m in columns[3]] if payload else None,
         )
+
+    def describe(self) -> dict[str, Any]:
+        """The kind and mapping kept with the index (never the file's path): how to open this table again."""
+        return {"kind": "sqlite", **self._mapping}
 
     def find_where(self, expr: Where, limit: int | None = None) -> NDArray[np.int64] | None:
         """Ids whose metadata passes `expr` (at most `limit`), by SQLite's JSON functions; None if SQL cannot."""
