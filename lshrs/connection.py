@@ -27,6 +27,7 @@ def connect(client: Any, url: str | None, data_dir: str | Path) -> tuple[Any, bo
     result is a ``RedisCluster``. Any other URL gives a plain ``Redis``.
     """
     if client is not None:
+        _check_binary(client)
         return client, False
     url = url or os.environ.get("REDIS_URL")
     if not url:
@@ -39,6 +40,18 @@ def connect(client: Any, url: str | None, data_dir: str | Path) -> tuple[Any, bo
         single.close()
         return redis_lib.RedisCluster.from_url(url), True
     return single, True
+
+
+def _check_binary(client: Any) -> None:
+    """Refuse a client that decodes replies: bucket entries and the definition's vectors are bytes."""
+    kwargs = client.get_connection_kwargs() if hasattr(client, "get_connection_kwargs") else {}
+    if not kwargs and hasattr(client, "connection_pool"):
+        kwargs = client.connection_pool.connection_kwargs
+    if kwargs.get("decode_responses"):
+        raise ValueError(
+            "redis: lshrs needs a client that returns bytes (bucket entries and hyperplanes are binary); "
+            "make it without decode_responses=True, or pass redis_url= and lshrs makes its own"
+        )
 
 
 def _cluster_enabled(client: redis_lib.Redis) -> bool:

@@ -9,7 +9,6 @@ index survives restarts. A file lock stops two processes starting two servers.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -64,6 +63,8 @@ def connect(data_dir: str | Path = DEFAULT_DATA_DIR) -> redis.Redis:
     client = redis.Redis(unix_socket_path=str(sock))
     if _alive(client):
         return client
+    import fcntl  # POSIX only, like the embedded server itself: `import lshrs` works without it (a remote Redis)
+
     with open(redis_dir / "start.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _alive(client):

@@ -151,7 +151,18 @@ def as_metadata(metadata: Any, n: int) -> list[Metadata | None] | None:
 
 
 def _check_json(meta: Metadata, row: int) -> None:
-    """Stores keep metadata as JSON: refuse what JSON cannot hold before anything is written."""
+    """Stores keep metadata as JSON: refuse what JSON cannot hold before anything is written.
+
+    Keys must be strings: JSON would turn an int key into a string in every
+    store but the in-memory one, so the same document would read back
+    differently depending on where it is kept.
+    """
+    bad_key = next((k for k in meta if not isinstance(k, str)), None)
+    if bad_key is not None:
+        raise TypeError(
+            f"metadata: row {row} has the key {bad_key!r} ({type(bad_key).__name__}); metadata keys are strings "
+            "(JSON object keys), e.g. str(key)"
+        )
     try:
         encoded = json.dumps(meta, ensure_ascii=False, allow_nan=False)
     except TypeError as exc:

@@ -14,6 +14,7 @@ import shutil
 import sqlite3
 import string
 import subprocess
+import sys
 import tokenize
 from pathlib import Path
 from typing import Any
@@ -482,7 +483,7 @@ NOT_JSON = [
     ({"o": object()}, TypeError, "row 2 is not JSON-serialisable"),
     ({"d": datetime.date(2024, 1, 1)}, TypeError, "row 2 is not JSON-serialisable"),
     ({"c": 1j}, TypeError, "row 2 is not JSON-serialisable"),
-    ({("tuple", "key"): 1}, TypeError, "row 2 is not JSON-serialisable"),
+    ({("tuple", "key"): 1}, TypeError, "row 2 has the key \\(.tuple., .key.\\) \\(tuple\\); metadata keys are strings"),
     ({"a": np.float32(1.0)}, TypeError, "row 2 is not JSON-serialisable"),
     ({"nan": float("nan")}, ValueError, "row 2 is not valid JSON"),
     ({"inf": [float("-inf")]}, ValueError, "row 2 is not valid JSON"),
@@ -795,3 +796,30 @@ def test_tls_verification_is_not_skipped(tls_redis):
         LSHRS(redis_url=f"rediss://:{QUOTED}@localhost:{port}/0", store=MemoryStore())
     with pytest.raises(redis.exceptions.ConnectionError):  # plaintext to a TLS port
         LSHRS(redis_url=f"redis://:{QUOTED}@127.0.0.1:{port}/0", store=MemoryStore())
+
+
+def test_a_client_that_decodes_replies_is_refused_before_any_write(redis_url, name):
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    with pytest.raises(ValueError, match="without decode_responses=True"):
+        LSHRS(name=name, redis=client, store=MemoryStore(), dim=8)
+    assert client.exists(f"lshrs:{name}:meta") == 0  # no half-made index
+    client.close()
+
+
+def test_metadata_keys_must_be_strings(make_index):
+    lsh = make_index()
+    with pytest.raises(TypeError, match="row 1 has the key 7 \\(int\\); metadata keys are strings"):
+        lsh.ingest(vectors=np.ones((2, 8)), ids=[1, 2], metadata=[{"a": 1}, {7: "x"}])
+    assert lsh.count() == 0 and lsh.store.count() == 0  # nothing written
+
+
+def test_import_and_a_remote_redis_work_without_fcntl(redis_url, name):
+    script = (
+        "import sys; sys.modules['fcntl'] = None\n"  # as on a platform without it: importing it fails
+        "import numpy as np, lshrs\n"
+        f"lsh = lshrs.LSHRS(name={name!r}, redis_url={redis_url!r}, store=lshrs.MemoryStore())\n"
+        "lsh.ingest(vectors=np.eye(4), ids=[1, 2, 3, 4]); print(lsh.query(np.eye(4)[0], top_k=1)[0].id)\n"
+        "lsh.clear()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
