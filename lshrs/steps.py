@@ -53,13 +53,18 @@ def run(steps: Steps[T], targets: dict[str, Any]) -> T:
 
 
 async def arun(steps: Steps[T], targets: dict[str, Any]) -> T:
-    """Drive `steps` without blocking the event loop."""
+    """Drive `steps` without blocking the event loop.
+
+    A cancellation at a step is thrown into the generator like any error,
+    so its cleanup steps run (a writer releases its lease at once instead
+    of holding its ids until the lease expires) before it propagates.
+    """
     try:
         step = next(steps)
         while True:
             try:
                 value, ok = await _perform(targets[step.target], step), True
-            except Exception as exc:
+            except (Exception, asyncio.CancelledError) as exc:
                 value, ok = exc, False
             step = steps.send(value) if ok else steps.throw(value)
     except StopIteration as done:

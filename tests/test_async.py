@@ -1,13 +1,14 @@
 """The async verbs against real Redis (redis.asyncio) and real stores (async psycopg for Postgres)."""
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
 import redis.asyncio
 from conftest import clustered
 
-from lshrs import LSHRS, PostgresStore, SQLiteStore
+from lshrs import LSHRS, MemoryStore, PostgresStore, SQLiteStore
 
 
 def ranked(hits_per_query):
@@ -93,3 +94,23 @@ async def test_an_explicit_async_client_is_used(redis_url, name, tmp_path):
     assert [h.id for h in await lsh.aquery(np.array([0, 1.0, 0]), top_k=1)] == [2]
     lsh.clear()
     await given.aclose()
+
+
+class SlowPut(MemoryStore):
+    """A MemoryStore whose put takes a second (run in a worker thread by the async verbs)."""
+
+    def put(self, *args, **kwargs):
+        time.sleep(1.0)
+        return super().put(*args, **kwargs)
+
+
+async def test_a_cancelled_write_releases_its_lease_at_once(make_index, redis_client, name):
+    lsh = make_index(store=SlowPut())
+    task = asyncio.create_task(lsh.aingest(vectors=np.ones((500, 8)), ids=np.arange(500)))
+    await asyncio.sleep(0.3)  # inside the lease, waiting on the store
+    assert redis_client.hlen(f"lshrs:{name}:locks") >= 500  # a stripe per id
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    held = [f for f in redis_client.hkeys(f"lshrs:{name}:locks") if f != b"waiting"]
+    assert held == []  # released now, not after the lease's 60 s
