@@ -31,7 +31,16 @@ from lshrs.stores.base import Metadata
 
 def as_ids(ids: Any, *, id_bytes: int = 8, name: str = "ids", allow_empty: bool = False) -> NDArray[np.int64]:
     """Integer ids as int64, unique and within the index's id width."""
-    arr = np.asarray(ids)
+    try:
+        arr = np.asarray(ids)
+    except OverflowError:  # a Python int past 64 bits
+        arr = np.asarray(ids, dtype=object)
+    if arr.dtype.kind in "fO" and isinstance(ids, (list, tuple)):
+        # numpy turns ints past int64 into objects, or a mix of signs past it into float64: name the id
+        low, high = id_range(8)
+        wide = next((v for v in ids if _is_int(v) and not low <= int(v) <= high), None)
+        if wide is not None:
+            raise ValueError(f"{name}: {wide} is outside the signed 64-bit range ids are kept in")
     if arr.ndim == 0:
         arr = arr.reshape(1)
     if arr.ndim != 1:

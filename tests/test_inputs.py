@@ -144,3 +144,12 @@ def test_exact_below_is_checked_when_the_index_is_made(redis_client, name):
     with pytest.raises(ValueError, match="exact_below: expected >= 0"):
         LSHRS(redis=redis_client, name=name, store=MemoryStore(), exact_below=-1)
     assert redis_client.exists(f"lshrs:{name}:meta") == 0
+
+
+@pytest.mark.parametrize("ids", [[2**70], [-1, 2**63], (5, -(2**63) - 1)])
+def test_ids_past_64_bits_are_named(lsh, ids):
+    with pytest.raises(ValueError, match="is outside the signed 64-bit range"):
+        lsh.ingest(vectors=np.ones((len(ids), 8)), ids=ids)
+    with pytest.raises(ValueError, match="is outside the signed 64-bit range"):
+        lsh.delete(ids)
+    assert lsh.count() == 4
