@@ -823,3 +823,17 @@ def test_import_and_a_remote_redis_work_without_fcntl(redis_url, name):
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "1", done.stderr
+
+
+def test_import_and_the_sqlite_store_work_without_psycopg(redis_url, name, tmp_path):
+    """The demo's install ('.[demo]') has no psycopg: only the Postgres store may need it."""
+    script = (
+        "import sys; sys.modules['psycopg'] = None\n"  # as when it is not installed: importing it fails
+        "import numpy as np, lshrs\n"
+        f"store = lshrs.SQLiteStore({str(tmp_path / 'docs.sqlite3')!r}, table={name!r})\n"
+        f"lsh = lshrs.LSHRS(name={name!r}, redis_url={redis_url!r}, store=store)\n"
+        "lsh.ingest(vectors=np.eye(4), ids=[1, 2, 3, 4], metadata=[{'k': i} for i in range(4)])\n"
+        "print(lsh.find({'k': {'$gte': 2}}).tolist()); lsh.clear()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "[3, 4]", done.stderr

@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.pq import Format
 
 from lshrs.inputs import id_range
-from lshrs.stores import sql_where
+from lshrs.stores import pg_where
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
 from lshrs.stores.sql import check_identifier, dump_metadata
 from lshrs.where import Where
@@ -418,7 +418,7 @@ class PostgresStore:
         column: sql.Composable = self._col["metadata"]
         if self._types["metadata"] != "jsonb":
             column = sql.SQL("({}::jsonb)").format(column)
-        compiled = sql_where.postgres(expr, column)
+        compiled = pg_where.postgres(expr, column)
         if compiled is None:
             return None
         condition, params = compiled
