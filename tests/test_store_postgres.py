@@ -176,3 +176,22 @@ def test_the_missions_table_works_without_naming_its_missing_metadata_column(pos
         PostgresStore(postgres_dsn, table=name, id_column="index", vector_column="vector", text_column="body")
     lsh.clear()
     lsh.close()
+
+
+def test_a_long_scan_leaves_the_store_free_for_queries_and_writes(postgres_dsn, name):
+    """A verify or a training sample scans for hours on a large table: other calls must not wait for it."""
+    import threading
+
+    store = PostgresStore(postgres_dsn, table=name)
+    store.put(np.arange(3_000), np.random.default_rng(2).standard_normal((3_000, 8)).astype(np.float32))
+    scan = store.scan(batch_size=500)
+    first = next(scan)  # the scan is open, its caller busy with the first batch
+    done: list[int] = []
+    other = threading.Thread(target=lambda: done.append(len(store.get(np.arange(10)))))
+    other.start()
+    other.join(timeout=10)
+    assert done == [10]  # before: blocked on the store's lock until the scan ended
+    store.put(np.array([5_000]), np.ones((1, 8), np.float32))
+    assert sum(len(rows) for rows in scan) + len(first) == 3_000  # the scan reads its own snapshot
+    assert store.count() == 3_001
+    store.close()

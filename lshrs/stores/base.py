@@ -78,6 +78,7 @@ OPTIONAL_METHODS = {
     "aget": "async twin of get",
     "aput": "async twin of put",
     "adelete": "async twin of delete",
+    "page": "page(after, limit, payload) -> the next page of a build or an exact scan, in one query",
     "apage": "apage(after, limit, payload) -> the next page of an exact scan, async",
     "afind_where": "async twin of find_where",
     "aclose": "close the store's async connection",

@@ -22,7 +22,10 @@ class Pages:
         return iter(self.store.scan(batch_size=batch_size, after=after, **options))
 
     def page(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
-        """The first `limit` rows with ids above `after`, None past the end."""
+        """The first `limit` rows with ids above `after`, None past the end (by the store's `page` if it has one)."""
+        native = getattr(self.store, "page", None)
+        if callable(native):
+            return native(after, limit, payload)  # type: ignore[no-any-return]
         return next(self.scan(limit, after=after, payload=payload), None)
 
     async def apage(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:

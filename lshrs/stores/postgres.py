@@ -452,13 +452,28 @@ class PostgresStore:
             cur = await conn.execute(stmt, (np.unique(ids).tolist(),))
             return cur.rowcount
 
-    async def apage(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
-        """The first `limit` rows with ids above `after` (the async exact scan), None past the end."""
+    @_reconnecting
+    def page(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
+        """The first `limit` rows with ids above `after`, None past the end: one query, no transaction kept.
+
+        What a build and the exact path read a page at a time (stores/pages.py); a
+        scan would open a connection of its own for every page.
+        """
+        stmt, params = self._page_statement(after, limit, payload)
+        with self._lock:
+            fetched = self._cursor().execute(stmt, params).fetchall()
+        return self._rows(fetched, payload) if fetched else None
+
+    def _page_statement(self, after: int | None, limit: int, payload: bool) -> tuple[sql.Composed, tuple[int, ...]]:
         where = sql.SQL("") if after is None else sql.SQL("WHERE {} > %s").format(self._col["id"])
         stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {} LIMIT %s").format(
             self._columns(payload), self._table, where, self._col["id"]
         )
-        params = (int(limit),) if after is None else (int(after), int(limit))
+        return stmt, (int(limit),) if after is None else (int(after), int(limit))
+
+    async def apage(self, after: int | None, limit: int, payload: bool = True) -> Rows | None:
+        """The first `limit` rows with ids above `after` (the async exact scan), None past the end."""
+        stmt, params = self._page_statement(after, limit, payload)
         conn, lock = await self._aconn()
         async with lock:
             cur = self._cursor(conn=conn)
@@ -486,18 +501,35 @@ class PostgresStore:
             await found[0].close()
 
     def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
+        """Rows in id order, a batch at a time, from one server-side cursor (one sort of the table).
+
+        The cursor lives in a transaction across the caller's work on each
+        batch (a verify or a training sample of hours on a large table), so
+        it gets a connection of its own: the store's connection stays free
+        for queries and writes meanwhile. A connection the caller passed in
+        is the only one there is: then the scan holds it, as before.
+        """
         self._revive()
         where = sql.SQL("") if after is None else sql.SQL("WHERE {} > %s").format(self._col["id"])
         columns = self._columns(payload)
         stmt = sql.SQL("SELECT {} FROM {} {} ORDER BY {}").format(columns, self._table, where, self._col["id"])
         params = () if after is None else (int(after),)
-        with self._lock, self._conn.transaction():
-            cur = self._cursor("lshrs_scan")
-            cur.itersize = batch_size
-            cur.execute(stmt, params)
-            while batch := cur.fetchmany(batch_size):
-                yield self._rows(batch, payload)
-            cur.close()
+        if self._conninfo is None:
+            with self._lock, self._conn.transaction():
+                yield from self._batches(self._conn, stmt, params, batch_size, payload)
+            return
+        with psycopg.connect(self._conninfo) as conn:  # not autocommit: the cursor needs a transaction
+            yield from self._batches(conn, stmt, params, batch_size, payload)
+
+    def _batches(
+        self, conn: Any, stmt: sql.Composed, params: tuple[Any, ...], batch_size: int, payload: bool
+    ) -> Iterator[Rows]:
+        cur = self._cursor("lshrs_scan", conn=conn)
+        cur.itersize = batch_size
+        cur.execute(stmt, params)
+        while batch := cur.fetchmany(batch_size):
+            yield self._rows(batch, payload)
+        cur.close()
 
     @_reconnecting
     def count(self) -> int:
