@@ -24,15 +24,16 @@ from lshrs.stores.base import Metadata, Rows, capabilities
 
 Filter = Mapping[str, Any] | Callable[[Metadata], bool]
 Predicate = Callable[[Metadata | None], bool]
+WHERE_TYPES = (where.Test, where.AllOf, where.AnyOf, where.Not)  # a filter dict already parsed
 
 # Payload rows read per store round trip while walking a ranking.
 _WALK_CHUNK = 256
 
 
-def as_predicate(filter: Filter) -> Predicate:
+def as_predicate(filter: Filter | where.Where) -> Predicate:
     """A function of one document's metadata (None counts as empty); a dict is checked whole here."""
-    if isinstance(filter, Mapping):
-        expr = where.parse(filter)
+    if isinstance(filter, (Mapping, *WHERE_TYPES)):
+        expr = where.parse(filter) if isinstance(filter, Mapping) else filter
         return lambda meta: where.matches(expr, meta)
     if callable(filter):
         return lambda meta: bool(filter(meta if meta is not None else {}))
@@ -75,9 +76,10 @@ def first_passing(ranked: Pairs, n_queries: int, top_k: int, predicate: Predicat
 
 def find_steps(store: Any, filter: Filter, batch_size: int) -> Steps[NDArray[np.int64]]:
     """Ids of every stored document whose metadata passes, ascending: SQL where the store can, else one scan."""
-    predicate = as_predicate(filter)
-    if isinstance(filter, Mapping) and capabilities(store).find_where:
-        found = yield call("store", "find_where", where.parse(filter))
+    expr = where.parse(filter) if isinstance(filter, Mapping) else None
+    predicate = as_predicate(filter if expr is None else expr)
+    if expr is not None and capabilities(store).find_where:
+        found = yield call("store", "find_where", expr)
         if found is not None:  # None: the store's SQL cannot express this filter exactly
             return np.sort(np.asarray(found, np.int64))
     found_ids = [np.empty(0, np.int64)]

@@ -84,7 +84,8 @@ def request(
 ) -> Request:
     """Check a query batch whole before any I/O: texts to embed, or an (n, d) array."""
     inputs.check_top(top_k, top_p)
-    predicate = None if filter is None else filters.as_predicate(filter)
+    expr = parse(filter) if isinstance(filter, Mapping) else None  # parsed once: the predicate and the pushdown
+    predicate = None if filter is None else filters.as_predicate(filter if expr is None else expr)
     if predicate is not None and not rerank:
         raise ValueError("filter: metadata is in the store, so a filtered query needs rerank=True")
     probes = inputs.positive("num_probes", probes)
@@ -96,7 +97,6 @@ def request(
     else:
         vectors = inputs.as_vectors(queries, dim=dim, name="queries")
     depth = inputs.positive("rerank_depth", rerank_depth)
-    expr = parse(filter) if isinstance(filter, Mapping) else None
     return Request(texts, vectors, top_k, top_p, rerank, probes, predicate, exact_below, batch_size, depth, expr)
 
 

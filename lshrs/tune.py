@@ -25,9 +25,8 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +42,7 @@ from lshrs.stores.memory import MemoryStore
 from lshrs.stores.pages import Pages
 from lshrs.tune_probes import ProbeTuneResult
 from lshrs.tune_report import LATENCY_TIE, TuneResult, TuneRow, pick
-from lshrs.tune_sample import Sample, Source, draw, rerank_cost
+from lshrs.tune_sample import Sample, Source, draw, rerank_cost, round_robin_ms
 
 __all__ = ["LATENCY_TIE", "SCRATCH_PREFIX", "TuneResult", "TuneRow", "default_bits", "pick", "tune"]
 
@@ -373,14 +372,11 @@ def latencies_ms(runs: Sequence[tuple[LSHRS, int, float | None]], bench: Bench) 
     Round r times query r on every setting in turn (after one warm-up
     round), so slow and fast periods of the machine are shared by all.
     """
-    queries = bench.sample.queries[:LATENCY_QUERIES]
-    times = np.zeros((len(queries) + 1, len(runs)))
-    for r, query in enumerate(np.concatenate([queries[:1], queries])):
-        for i, (scratch, num_probes, share) in enumerate(runs):
-            start = time.perf_counter()
-            scratch.query(query, top_k=bench.top_k, num_probes=num_probes, top_p=share)
-            times[r, i] = time.perf_counter() - start
-    return (np.median(times[1:], axis=0) * 1e3).tolist()
+
+    def timed(scratch: LSHRS, num_probes: int, share: float | None) -> Callable[[NDArray[np.float32]], Any]:
+        return lambda query: scratch.query(query, top_k=bench.top_k, num_probes=num_probes, top_p=share)
+
+    return round_robin_ms(bench.sample.queries[:LATENCY_QUERIES], [timed(*run) for run in runs])
 
 
 def redis_bytes(scratch: LSHRS) -> float | None:

@@ -23,8 +23,7 @@ Why it differs from the hyperplane tuner (tune.py):
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,8 +35,8 @@ from lshrs.centroids import Centroids, Untrained
 from lshrs.definition import NUM_PROBES, RERANK_DEPTH
 from lshrs.sampling import Source, reservoir
 from lshrs.stores.base import Rows
-from lshrs.tune_report import LATENCY_TIE
-from lshrs.tune_sample import store_top_k
+from lshrs.tune_report import fastest_passing
+from lshrs.tune_sample import round_robin_ms, store_top_k
 
 if TYPE_CHECKING:
     from lshrs.index import LSHRS
@@ -275,21 +274,17 @@ def latencies_ms(lsh: LSHRS, queries: NDArray[np.float32], rows: list[ProbeRow],
         for row in rows
     ]
     targets = lsh.step_targets()
-    times = np.zeros((len(queries) + 1, len(rows)))
-    for r, query in enumerate(np.concatenate([queries[:1], queries])):
-        for i, req in enumerate(requests):
-            req = replace(req, vectors=query[None, :])
-            start = time.perf_counter()
-            steps.run(search.query_steps(lsh.attachment, req), targets)
-            times[r, i] = time.perf_counter() - start
-    return (np.median(times[1:], axis=0) * 1e3).tolist()
+
+    def timed(req: search.Request) -> Callable[[NDArray[np.float32]], Any]:
+        return lambda query: steps.run(
+            search.query_steps(lsh.attachment, replace(req, vectors=query[None, :])), targets
+        )
+
+    return round_robin_ms(queries, [timed(req) for req in requests])
 
 
 def pick(rows: Sequence[ProbeRow], target: float) -> ProbeRow | None:
     """The fastest row meeting the target (p50 within LATENCY_TIE ties), then the fewest candidates and reranks."""
-    passing = [r for r in rows if r.recall >= target]
-    if not passing:
-        return None
-    fastest = min(r.p50_ms for r in passing)
-    tied = [r for r in passing if r.p50_ms <= fastest * (1 + LATENCY_TIE)]
-    return min(tied, key=lambda r: (r.candidates, r.reranked, r.p50_ms))
+    return fastest_passing(
+        rows, target, latency=lambda r: r.p50_ms, tiebreak=lambda r: (r.candidates, r.reranked, r.p50_ms)
+    )

@@ -6,9 +6,9 @@ Pure data and formatting; the measuring is in tune.py and the sample in tune_sam
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 # Settings whose latency is within this fraction of the fastest count as
 # equally fast (timings on a shared machine vary by about this much); among
@@ -130,9 +130,30 @@ def pick(rows: Sequence[TuneRow], target: float) -> TuneRow | None:
     Ties go to fewer candidates (the cost that grows with the index and
     does not depend on the machine), then to less Redis memory.
     """
+    return fastest_passing(
+        rows,
+        target,
+        latency=lambda r: r.est_p50_ms,
+        tiebreak=lambda r: (r.candidates_fraction, r.bytes_per_vector or math.inf, r.est_p50_ms),
+    )
+
+
+class _Measured(Protocol):
+    @property
+    def recall(self) -> float: ...
+
+
+Row = TypeVar("Row", bound=_Measured)
+
+
+def fastest_passing(
+    rows: Sequence[Row], target: float, *, latency: Callable[[Row], float], tiebreak: Callable[[Row], Any]
+) -> Row | None:
+    """The pick rule of both tuners: among rows reaching `target` recall, those within LATENCY_TIE of the
+    fastest count as tied, and `tiebreak` orders them; None when no row reaches the target."""
     passing = [r for r in rows if r.recall >= target]
     if not passing:
         return None
-    fastest = min(r.est_p50_ms for r in passing)
-    tied = [r for r in passing if r.est_p50_ms <= fastest * (1 + LATENCY_TIE)]
-    return min(tied, key=lambda r: (r.candidates_fraction, r.bytes_per_vector or math.inf, r.est_p50_ms))
+    fastest = min(latency(r) for r in passing)
+    tied = [r for r in passing if latency(r) <= fastest * (1 + LATENCY_TIE)]
+    return min(tied, key=tiebreak)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -146,3 +147,18 @@ def rerank_cost(source: Source, ids: NDArray[np.int64]) -> float:
         source.store.get(ids, payload=False)
         best = min(best, time.perf_counter() - start)
     return 1e3 * best / len(ids)
+
+
+def round_robin_ms(queries: NDArray[np.float32], runs: Sequence[Callable[[NDArray[np.float32]], Any]]) -> list[float]:
+    """Median wall time in ms of each run on single queries, timed round-robin after one warm-up round.
+
+    Round r times query r on every run in turn, so slow and fast periods of
+    a shared machine fall on all settings alike instead of deciding the pick.
+    """
+    times = np.zeros((len(queries) + 1, len(runs)))
+    for r, query in enumerate(np.concatenate([queries[:1], queries])):
+        for i, run in enumerate(runs):
+            start = time.perf_counter()
+            run(query)
+            times[r, i] = time.perf_counter() - start
+    return (np.median(times[1:], axis=0) * 1e3).tolist()

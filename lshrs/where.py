@@ -254,28 +254,25 @@ def like_regex(pattern: str, ignore_case: bool = False) -> re.Pattern[str]:
     return re.compile(body, re.DOTALL | (re.IGNORECASE if ignore_case else 0))
 
 
+def tests(where: Where) -> list[Test]:
+    """Every key test in the expression, in order, whatever the and/or/not around it."""
+    if isinstance(where, Test):
+        return [where]
+    if isinstance(where, Not):
+        return tests(where.part)
+    return [t for part in where.parts for t in tests(part)]
+
+
 def keys(where: Where) -> set[str]:
     """Every metadata key the expression tests."""
-    if isinstance(where, Test):
-        return {where.key}
-    if isinstance(where, Not):
-        return keys(where.part)
-    return set().union(*(keys(part) for part in where.parts))
+    return {t.key for t in tests(where)}
 
 
 def ops(where: Where) -> set[str]:
     """Every operator the expression uses."""
-    if isinstance(where, Test):
-        return {where.op}
-    if isinstance(where, Not):
-        return ops(where.part)
-    return set().union(*(ops(part) for part in where.parts))
+    return {t.op for t in tests(where)}
 
 
 def operands(where: Where) -> list[Any]:
     """Every operand the expression compares with (the members of $in / $nin lists one by one)."""
-    if isinstance(where, Test):
-        return list(where.value) if where.op in LISTS else [where.value]
-    if isinstance(where, Not):
-        return operands(where.part)
-    return [v for part in where.parts for v in operands(part)]
+    return [v for t in tests(where) for v in (t.value if t.op in LISTS else [t.value])]
