@@ -186,6 +186,10 @@ def test_hamming_counts_differing_bits(width, numpy_has_bitwise_count, monkeypat
     assert np.array_equal(hamming(queries, codes), expected)
     index = rng.integers(0, 4, 300)
     assert np.array_equal(hamming_pairs(queries, index, codes), expected[index, np.arange(300)])
+    # one query (broadcast, not gathered), over codes as a bucket read hands them over: a strided field view
+    entries = np.zeros(300, dtype=[("id", "<u4"), ("code", "u1", (width,))])
+    entries["code"] = codes
+    assert np.array_equal(hamming_pairs(queries[2:3], np.zeros(300, np.int64), entries["code"]), expected[2])
 
 
 @pytest.mark.parametrize("dim", [20, 64])
