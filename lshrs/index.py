@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs import audit, build, connection, embedded, filters, inputs, locks, search, steps, writes
+from lshrs import audit, build, connection, embedded, filters, hybrid, inputs, locks, search, steps, writes
 from lshrs import tune as tuning
 from lshrs.attachment import Attachment
 from lshrs.buckets import Buckets
@@ -338,6 +338,7 @@ class LSHRS:
         rerank: bool = True,
         num_probes: int | None = None,
         filter: filters.Filter | None = None,
+        alpha: float | None = None,
     ) -> list[Hit]:
         """Nearest documents to one text or vector, best first.
 
@@ -358,9 +359,14 @@ class LSHRS:
             filter: only documents whose metadata passes this filter (a dict in
                 the language of `lshrs.where`: ``{"year": {"$gte": 2021}}``),
                 or for which this callable of the metadata is true.
+            alpha: hybrid search, for a text query: the weight of the vector search
+                against the store's keyword search (SQLite FTS5, Postgres full-text
+                search, in-process BM25 for the others) in a reciprocal rank fusion.
+                None or 1: vectors only; 0: keywords only. With alpha < 1, `score`
+                is the fusion score, not a cosine. See `lshrs.hybrid`.
         """
         req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter)
-        return steps.run(search.query_steps(self.attachment, req), self.step_targets())[0]
+        return steps.run(self._steps(req, alpha), self.step_targets())[0]
 
     async def aquery(
         self,
@@ -371,10 +377,11 @@ class LSHRS:
         rerank: bool = True,
         num_probes: int | None = None,
         filter: filters.Filter | None = None,
+        alpha: float | None = None,
     ) -> list[Hit]:
         """`query` without blocking the event loop (the model runs in a worker thread)."""
         req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter)
-        return (await steps.arun(search.query_steps(self.attachment, req), self.step_targets()))[0]
+        return (await steps.arun(self._steps(req, alpha), self.step_targets()))[0]
 
     def query_many(
         self,
@@ -385,10 +392,11 @@ class LSHRS:
         rerank: bool = True,
         num_probes: int | None = None,
         filter: filters.Filter | None = None,
+        alpha: float | None = None,
     ) -> list[list[Hit]]:
         """`query` for a batch: one bucket read and at most two store reads in all (more with a tight filter)."""
         req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
-        return steps.run(search.query_steps(self.attachment, req), self.step_targets())
+        return steps.run(self._steps(req, alpha), self.step_targets())
 
     async def aquery_many(
         self,
@@ -399,10 +407,18 @@ class LSHRS:
         rerank: bool = True,
         num_probes: int | None = None,
         filter: filters.Filter | None = None,
+        alpha: float | None = None,
     ) -> list[list[Hit]]:
         """`query_many` without blocking the event loop."""
         req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
-        return await steps.arun(search.query_steps(self.attachment, req), self.step_targets())
+        return await steps.arun(self._steps(req, alpha), self.step_targets())
+
+    def _steps(self, req: search.Request, alpha: float | None) -> Steps[list[list[Hit]]]:
+        """The query's steps: the vector search, or with alpha < 1 the hybrid search (checked before any I/O)."""
+        if alpha is None or hybrid.check_alpha(alpha) == 1.0:
+            return search.query_steps(self.attachment, req)
+        hybrid.check_request(req, alpha, self.store)
+        return hybrid.hybrid_steps(self.attachment, req, float(alpha))
 
     def _request(
         self, queries: Any, top_k: int, top_p: float | None, rerank: bool, num_probes: int | None, filter: Any

@@ -72,6 +72,8 @@ REQUIRED_METHODS = ("put", "get", "delete", "scan", "count", "dim")
 OPTIONAL_METHODS = {
     "find_where": "find_where(where, limit=None) -> ids (at most limit) whose metadata passes a parsed filter "
     "(lshrs.where), answered in the database; None when its SQL cannot express that filter exactly",
+    "keyword_search": "keyword_search(text, limit) -> (ids, scores) of the best keyword matches for the words "
+    "of text, best first: what hybrid search (query(alpha=...)) fuses with the vector search",
     "check": "check(texts, metadata): refuse what the store cannot hold, before any write of a batch",
     "check_ids": "check_ids(ids): refuse ids the store's id column cannot hold, before any write of a batch",
     "describe": "describe() -> the store's kind and table mapping, never credentials: kept with the index",

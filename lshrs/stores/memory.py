@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from lshrs.keywords import StaleAware
 from lshrs.stores.base import Metadata, Rows, empty_rows, find_sorted
 
 
@@ -31,6 +32,8 @@ class MemoryStore:
         self._alive = np.empty(0, bool)
         self._index_ids = np.empty(0, np.int64)
         self._index_rows = np.empty(0, np.int64)
+        self._version = 0  # bumped by every write: the keyword index rebuilds after one
+        self._keywords = StaleAware()
 
     def _lookup(self, ids: NDArray[np.int64]) -> NDArray[np.int64]:
         """Row number of each id, -1 where absent."""
@@ -40,6 +43,7 @@ class MemoryStore:
         return rows
 
     def _reindex(self) -> None:
+        self._version += 1
         rows = np.flatnonzero(self._alive)
         order = np.argsort(self._ids[rows], kind="stable")
         self._index_rows = rows[order]
@@ -115,6 +119,13 @@ class MemoryStore:
         start = 0 if after is None else int(np.searchsorted(index_ids, after, side="right"))
         for lo in range(start, len(index_ids), batch_size):
             yield self.get(index_ids[lo : lo + batch_size], payload=payload)
+
+    def keyword_search(self, text: str, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """The `limit` best BM25 matches for `text`, best first (lshrs.keywords), and their scores."""
+        with self._lock:
+            version, ids = self._version, self._index_ids
+            texts = [self._texts[r] for r in self._index_rows.tolist()]
+        return self._keywords.search(version, lambda: zip(ids.tolist(), texts), text, limit)
 
     def count(self) -> int:
         return len(self._index_ids)

@@ -31,7 +31,7 @@ from psycopg import sql
 from psycopg.pq import Format
 
 from lshrs.inputs import id_range
-from lshrs.stores import pg_where
+from lshrs.stores import pg_keywords, pg_where
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
 from lshrs.stores.sql import check_identifier, dump_metadata
 from lshrs.where import Where
@@ -86,6 +86,8 @@ class PostgresStore:
         create: create the table when missing, with a `vector_type` column.
         vector_type: column type for a created table: ``"bytea"``, ``"real[]"``
             or ``"vector"`` (needs the pgvector extension).
+        text_search_config: the Postgres text search configuration (language) of
+            keyword search; its GIN index is created on the first keyword search.
     """
 
     def __init__(
@@ -100,6 +102,7 @@ class PostgresStore:
         metadata_column: str | None = "metadata",
         create: bool = True,
         vector_type: str = "bytea",
+        text_search_config: str = "english",
     ) -> None:
         names = {"id": id_column, "vector": vector_column, "text": text_column, "metadata": metadata_column}
         optional = {"schema": schema, "text_column": text_column, "metadata_column": metadata_column}
@@ -126,6 +129,8 @@ class PostgresStore:
         self._table = _identifier(schema, table) if schema else _identifier(table)
         self._names = names
         self._where = {"schema": schema, "table": table}
+        self._text_config = text_search_config
+        self._text_index_made = False
         self._col = {k: _identifier(v) for k, v in self._names.items() if v}
         if create:
             self._create_table(vector_type)
@@ -424,6 +429,31 @@ class PostgresStore:
         condition, params = compiled
         cut = sql.SQL("" if limit is None else f" LIMIT {int(limit)}")
         return sql.SQL("SELECT {} FROM {} WHERE {}{}").format(self._col["id"], self._table, condition, cut), params
+
+    @_reconnecting
+    def keyword_search(self, text: str, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """The `limit` best full-text matches (ts_rank_cd) for the words of `text`, best first, and their scores.
+
+        The first call creates a GIN index on the text column's tsvector
+        (``<table>_<column>_lshrs_fts``); on a large table that takes a while, once.
+        """
+        if "text" not in self._col:
+            raise ValueError("keyword_search: the table has no text column (text_column=None)")
+        query = pg_keywords.tsquery_text(text)
+        if query is None:
+            return np.empty(0, np.int64), np.empty(0)
+        t, i, x = self._table, self._col["id"], self._col["text"]
+        with self._lock:
+            if not self._text_index_made:
+                name = f"{self._where['table']}_{self._names['text']}_lshrs_fts"
+                log.info("creating the keyword index %s (once)", name)
+                with self._conn.transaction():  # creators take turns, as in _create_table
+                    key = self._table_name.as_string(self._conn) + ":fts"
+                    self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+                    self._conn.execute(pg_keywords.pg_index(t, name, x, self._text_config), ())
+                self._text_index_made = True
+            rows = self._conn.execute(pg_keywords.pg_search(t, i, x, self._text_config), (query, int(limit))).fetchall()
+        return np.array([r[0] for r in rows], np.int64), np.array([float(r[1]) for r in rows], np.float64)
 
     def _rows(self, fetched: list[tuple[Any, ...]], payload: bool) -> Rows:
         if not fetched:

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from lshrs.buckets import store_prefix
 from lshrs.inputs import check_name
+from lshrs.keywords import StaleAware
 from lshrs.stores.base import Metadata, Rows, empty_rows
 from lshrs.stores.sql import dump_metadata
 
@@ -41,6 +42,9 @@ class RedisStore:
         self.client = client
         self._prefix = store_prefix(check_name(name))
         self._ids_key = self._prefix + b"ids"
+        # bumped by every put and delete, from any process: a keyword index older than it is rebuilt
+        self._version_key = self._prefix + b"version"
+        self._keywords = StaleAware()
 
     def _key(self, i: int) -> bytes:
         return b"%s%d" % (self._prefix, i)
@@ -67,6 +71,7 @@ class RedisStore:
                 fields["m"] = meta
             pipe.hset(key, mapping=fields)
         pipe.zadd(self._ids_key, {_member(i): 0 for i in ids_list})
+        pipe.incr(self._version_key)
         pipe.execute()
 
     def get(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
@@ -95,7 +100,8 @@ class RedisStore:
         for i in ids_list:
             pipe.unlink(self._key(i))
         pipe.zrem(self._ids_key, *[_member(i) for i in ids_list])
-        return int(sum(pipe.execute()[:-1]))
+        pipe.incr(self._version_key)
+        return int(sum(pipe.execute()[:-2]))
 
     def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
         low = b"-" if after is None else b"(" + _member(after)
@@ -105,6 +111,26 @@ class RedisStore:
                 return
             ids = np.array([int(m) - _OFFSET for m in members], np.int64)
             yield self.get(ids, payload=payload)
+            low = b"(" + members[-1]
+
+    def keyword_search(self, text: str, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """The `limit` best BM25 matches for `text`, best first, and their scores.
+
+        Redis has no text index here (lshrs needs no Redis modules), so the
+        texts are read once into an in-process BM25 (lshrs.keywords), again
+        after any process wrote to the store.
+        """
+        return self._keywords.search(self.client.get(self._version_key), self._texts, text, limit)
+
+    def _texts(self, batch_size: int = 10_000) -> Iterator[tuple[int, str | None]]:
+        low = b"-"
+        while members := self.client.zrangebylex(self._ids_key, low, b"+", start=0, num=batch_size):
+            ids = [int(m) - _OFFSET for m in members]
+            pipe = self.client.pipeline(transaction=False)
+            for i in ids:
+                pipe.hget(self._key(i), "t")
+            for i, text in zip(ids, pipe.execute()):
+                yield i, None if text is None else text.decode()
             low = b"(" + members[-1]
 
     def count(self) -> int:

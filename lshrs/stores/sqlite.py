@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs.stores import sql_where
+from lshrs.stores import sql_keywords, sql_where
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
 from lshrs.stores.sql import dump_metadata, load_metadata, quote_identifier
 from lshrs.where import Where
@@ -138,6 +138,16 @@ class SQLiteStore:
             cut = "" if limit is None else f" LIMIT {int(limit)}"
             fetched = self._conn.execute(f"SELECT {self._id} FROM {self._t} WHERE {condition}{cut}", params).fetchall()
         return np.array([row[0] for row in fetched], np.int64)
+
+    def keyword_search(self, text: str, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """The `limit` best FTS5 (bm25) matches for the words of `text`, best first, and their scores.
+
+        The first call adds an FTS5 table and three triggers beside the table
+        (named after it, ``_lshrs_fts``), which keep it current for every writer.
+        """
+        table, id_column, text_column = (str(self._mapping[k]) for k in ("table", "id_column", "text_column"))
+        with self._lock:
+            return sql_keywords.fts5_search(self._conn, table, id_column, text_column, text, limit)
 
     def delete(self, ids: NDArray[np.int64]) -> int:
         with self._lock, self._conn:

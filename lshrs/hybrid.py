@@ -1,0 +1,82 @@
+"""Hybrid search: the vector search and the store's keyword search, fused by rank.
+
+A query with ``alpha`` < 1 runs both: the vector search as any query does
+(filters included), and the store's `keyword_search` (SQLite FTS5,
+Postgres full-text search, or the in-process BM25 of keywords.py). Their
+best `FUSE_DEPTH` results are merged by weighted reciprocal rank fusion
+(`keywords.fuse`): alpha = 1 is the vector search alone, alpha = 0 the
+keyword search alone, as in LlamaIndex's and Weaviate's hybrid modes.
+Keyword search finds what an embedding blurs: a name, a date, a code.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from lshrs import keywords
+from lshrs.attachment import Attachment
+from lshrs.search import Hit, Request, query_steps
+from lshrs.steps import Steps, call
+
+# Results each side hands to the fusion (at least top_k): a document ranked 50th by one
+# side and absent from the other scores 1/110, below anything both sides rank well.
+FUSE_DEPTH = 50
+# Keyword hits read per result wanted when a filter must be applied to them in Python.
+FILTERED_READ = 10
+
+
+def check_alpha(alpha: Any) -> float:
+    """alpha as a float in [0, 1]; anything else is refused before any I/O."""
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha):
+        raise TypeError(f"alpha: expected a number in [0, 1], got {alpha!r}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha: expected a number in [0, 1] (1 = vector search only, 0 = keywords only), got {alpha}")
+    return float(alpha)
+
+
+def check_request(req: Request, alpha: float, store: Any) -> None:
+    """What a hybrid query needs: text queries, a reranked search, and a store that can search its texts."""
+    if req.texts is None:
+        raise ValueError("alpha: keyword search matches words, so alpha < 1 needs text queries, not vectors")
+    if not req.rerank:
+        raise ValueError("alpha: keyword search reads the store, so alpha < 1 needs rerank=True")
+    if req.top_p is not None:
+        raise ValueError("alpha: top_p applies to the vector search alone; leave it None with alpha < 1")
+    if not callable(getattr(store, "keyword_search", None)):
+        kind = type(store).__name__
+        raise TypeError(f"alpha: {kind} has no keyword_search(text, limit), so it cannot do hybrid search")
+
+
+def hybrid_steps(index: Attachment, req: Request, alpha: float) -> Steps[list[list[Hit]]]:
+    """Each text's top_k by fused rank; `score` is the fusion score (keywords.fuse), not a cosine."""
+    assert req.texts is not None
+    depth = max(req.top_k, FUSE_DEPTH)
+    by_vector: list[list[Hit]] = [[] for _ in req.texts]
+    if alpha > 0:
+        by_vector = yield from query_steps(index, replace(req, top_k=depth))
+    results = []
+    for text, vector_hits in zip(req.texts, by_vector):
+        keyword_hits = (yield from _keyword_hits(text, depth, req)) if alpha < 1 else []
+        known = {hit.id: hit for hit in [*vector_hits, *keyword_hits]}
+        fused = keywords.fuse([h.id for h in vector_hits], [h.id for h in keyword_hits], alpha)[: req.top_k]
+        results.append([replace(known[doc_id], score=score) for doc_id, score in fused])
+    return results
+
+
+def _keyword_hits(text: str, depth: int, req: Request) -> Steps[list[Hit]]:
+    """The store's best `depth` keyword matches for `text` that pass the query's filter, with payloads."""
+    limit = depth if req.predicate is None else depth * FILTERED_READ
+    ids, _ = yield call("store", "keyword_search", text, limit)
+    ids = np.asarray(ids, np.int64)
+    if len(ids) == 0:
+        return []
+    rows = yield call("store", "get", ids, payload=True)
+    texts, metadata = rows.texts or [None] * len(rows), rows.metadata or [None] * len(rows)
+    hits = [Hit(i, 0.0, t, m) for i, t, m in zip(rows.ids.tolist(), texts, metadata)]
+    if req.predicate is not None:
+        hits = [hit for hit in hits if req.predicate(hit.metadata)]
+    return hits[:depth]
