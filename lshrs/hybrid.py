@@ -12,6 +12,7 @@ Keyword search finds what an embedding blurs: a name, a date, a code.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -38,10 +39,11 @@ def check_alpha(alpha: Any) -> float:
     return float(alpha)
 
 
-def check_request(req: Request, alpha: float, store: Any) -> None:
-    """What a hybrid query needs: text queries, a reranked search, and a store that can search its texts."""
-    if req.texts is None:
-        raise ValueError("alpha: keyword search matches words, so alpha < 1 needs text queries, not vectors")
+def keyword_texts(req: Request, alpha: float, store: Any, keywords: Sequence[str] | None) -> list[str]:
+    """What each query's keyword search matches: its text, or `keywords` for vector queries; refused before any I/O.
+
+    A hybrid query also needs a reranked search and a store that can search its texts.
+    """
     if not req.rerank:
         raise ValueError("alpha: keyword search reads the store, so alpha < 1 needs rerank=True")
     if req.top_p is not None:
@@ -49,17 +51,24 @@ def check_request(req: Request, alpha: float, store: Any) -> None:
     if not callable(getattr(store, "keyword_search", None)):
         kind = type(store).__name__
         raise TypeError(f"alpha: {kind} has no keyword_search(text, limit), so it cannot do hybrid search")
+    n = len(req.texts) if req.texts is not None else len(req.vectors if req.vectors is not None else ())
+    source = keywords if keywords is not None else req.texts
+    if source is None:
+        raise ValueError("alpha: keyword search matches words: alpha < 1 needs text queries, or keywords= with vectors")
+    texts = list(source)
+    if isinstance(keywords, str) or len(texts) != n or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"keywords: expected {n} text(s), one per query, got {keywords!r:.80}")
+    return texts
 
 
-def hybrid_steps(index: Attachment, req: Request, alpha: float) -> Steps[list[list[Hit]]]:
-    """Each text's top_k by fused rank; `score` is the fusion score (keywords.fuse), not a cosine."""
-    assert req.texts is not None
+def hybrid_steps(index: Attachment, req: Request, alpha: float, texts: list[str]) -> Steps[list[list[Hit]]]:
+    """Each query's top_k by fused rank; `score` is the fusion score (keywords.fuse), not a cosine."""
     depth = max(req.top_k, FUSE_DEPTH)
-    by_vector: list[list[Hit]] = [[] for _ in req.texts]
+    by_vector: list[list[Hit]] = [[] for _ in texts]
     if alpha > 0:
         by_vector = yield from query_steps(index, replace(req, top_k=depth))
     results = []
-    for text, vector_hits in zip(req.texts, by_vector):
+    for text, vector_hits in zip(texts, by_vector):
         keyword_hits = (yield from _keyword_hits(text, depth, req)) if alpha < 1 else []
         known = {hit.id: hit for hit in [*vector_hits, *keyword_hits]}
         fused = keywords.fuse([h.id for h in vector_hits], [h.id for h in keyword_hits], alpha)[: req.top_k]

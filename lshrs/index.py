@@ -339,6 +339,7 @@ class LSHRS:
         num_probes: int | None = None,
         filter: filters.Filter | None = None,
         alpha: float | None = None,
+        keywords: str | None = None,
     ) -> list[Hit]:
         """Nearest documents to one text or vector, best first.
 
@@ -364,9 +365,11 @@ class LSHRS:
                 search, in-process BM25 for the others) in a reciprocal rank fusion.
                 None or 1: vectors only; 0: keywords only. With alpha < 1, `score`
                 is the fusion score, not a cosine. See `lshrs.hybrid`.
+            keywords: the text keyword search matches, when the query is a vector
+                embedded elsewhere (a framework's embedding model); a text query is its own.
         """
         req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter)
-        return steps.run(self._steps(req, alpha), self.step_targets())[0]
+        return steps.run(self._steps(req, alpha, None if keywords is None else [keywords]), self.step_targets())[0]
 
     async def aquery(
         self,
@@ -378,10 +381,12 @@ class LSHRS:
         num_probes: int | None = None,
         filter: filters.Filter | None = None,
         alpha: float | None = None,
+        keywords: str | None = None,
     ) -> list[Hit]:
         """`query` without blocking the event loop (the model runs in a worker thread)."""
         req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter)
-        return (await steps.arun(self._steps(req, alpha), self.step_targets()))[0]
+        wanted = None if keywords is None else [keywords]
+        return (await steps.arun(self._steps(req, alpha, wanted), self.step_targets()))[0]
 
     def query_many(
         self,
@@ -393,10 +398,11 @@ class LSHRS:
         num_probes: int | None = None,
         filter: filters.Filter | None = None,
         alpha: float | None = None,
+        keywords: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         """`query` for a batch: one bucket read and at most two store reads in all (more with a tight filter)."""
         req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
-        return steps.run(self._steps(req, alpha), self.step_targets())
+        return steps.run(self._steps(req, alpha, keywords), self.step_targets())
 
     async def aquery_many(
         self,
@@ -408,17 +414,20 @@ class LSHRS:
         num_probes: int | None = None,
         filter: filters.Filter | None = None,
         alpha: float | None = None,
+        keywords: Sequence[str] | None = None,
     ) -> list[list[Hit]]:
         """`query_many` without blocking the event loop."""
         req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
-        return await steps.arun(self._steps(req, alpha), self.step_targets())
+        return await steps.arun(self._steps(req, alpha, keywords), self.step_targets())
 
-    def _steps(self, req: search.Request, alpha: float | None) -> Steps[list[list[Hit]]]:
+    def _steps(
+        self, req: search.Request, alpha: float | None, keywords: Sequence[str] | None
+    ) -> Steps[list[list[Hit]]]:
         """The query's steps: the vector search, or with alpha < 1 the hybrid search (checked before any I/O)."""
         if alpha is None or hybrid.check_alpha(alpha) == 1.0:
             return search.query_steps(self.attachment, req)
-        hybrid.check_request(req, alpha, self.store)
-        return hybrid.hybrid_steps(self.attachment, req, float(alpha))
+        texts = hybrid.keyword_texts(req, alpha, self.store, keywords)
+        return hybrid.hybrid_steps(self.attachment, req, float(alpha), texts)
 
     def _request(
         self, queries: Any, top_k: int, top_p: float | None, rerank: bool, num_probes: int | None, filter: Any

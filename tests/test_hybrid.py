@@ -85,6 +85,17 @@ def test_keyword_index_follows_inserts_replacements_and_deletes(lsh):
     assert lsh.query("gardening", alpha=0) == []
 
 
+def test_a_vector_query_names_its_keywords(lsh):
+    """A framework embeds the query itself and hands the vector, with the text for the keyword side."""
+    vector = hashed(["zanzibar"])[0]
+    assert ids(lsh.query(vector, alpha=0, keywords="zanzibar")) == [3]
+    by_text = lsh.query("zanzibar", alpha=0.5, top_k=6)
+    assert [(h.id, h.score) for h in lsh.query(vector, alpha=0.5, top_k=6, keywords="zanzibar")] == [
+        (h.id, h.score) for h in by_text
+    ]
+    assert [ids(h) for h in lsh.query_many(hashed(["a", "b"]), alpha=0, keywords=["quarks", "mat"])] == [[4], [1]]
+
+
 def test_filters_apply_to_keyword_hits(lsh):
     assert ids(lsh.query("cat", alpha=0, filter={"n": {"$gt": 0}})) == [5]
     assert ids(lsh.query("cat", alpha=0, filter=lambda m: m["n"] == 0)) == [1]
@@ -127,8 +138,12 @@ def test_bad_hybrid_requests_are_refused(make_index, kwargs, error, match):
 def test_vector_queries_and_stores_without_keyword_search_are_refused(make_index):
     lsh = make_index(embedding_model=hashed)
     lsh.ingest(TEXTS)
-    with pytest.raises(ValueError, match="needs text queries"):
+    with pytest.raises(ValueError, match="needs text queries, or keywords="):
         lsh.query(hashed(["cat"])[0], alpha=0.5)
+    with pytest.raises(ValueError, match="keywords: expected 2 text"):
+        lsh.query_many(hashed(["cat", "dog"]), alpha=0.5, keywords=["cat"])
+    with pytest.raises(ValueError, match="keywords: expected 1 text"):
+        lsh.query_many(hashed(["cat"]), alpha=0.5, keywords="cat")
 
     class Plain(MemoryStore):
         keyword_search = None
