@@ -27,11 +27,22 @@ B = 0.75
 RRF_K = 60
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# English function words, left out of every keyword index and query: in encyclopedic text
+# "me" or "you" are rare enough to outweigh the rare name a question asks about
+# ("Tell me about Dreros." ranked three passages holding "me" first; benchmarks/hybrid.py).
+STOP_WORDS = frozenset(
+    """a about above after again against all am an and any are as at be because been before being below
+    between both but by can could did do does doing down during each few for from further had has have having
+    he her here hers herself him himself his how i if in into is it its itself just me more most my myself no
+    nor not now of off on once only or other our ours ourselves out over own same she should so some such than
+    that the their theirs them themselves then there these they this those through to too under until up very
+    was we were what when where which while who whom why will with would you your yours yourself yourselves""".split()
+)
 
 
 def terms(text: str | None) -> list[str]:
-    """Lower-cased word tokens: what both the in-process index and the SQL queries match on."""
-    return _WORD.findall(text.lower()) if text else []
+    """Lower-cased word tokens, stop words left out: what the in-process index and the SQL queries match on."""
+    return [w for w in _WORD.findall(text.lower()) if w not in STOP_WORDS] if text else []
 
 
 class BM25:

@@ -123,6 +123,29 @@ def test_a_question_finds_its_article(wiki):
     assert wiki.similarity_search("anything", k=0) == [] and wiki.max_marginal_relevance_search("x", k=0) == []
 
 
+def test_hybrid_search_finds_the_rare_words_a_question_names(wiki):
+    assert titles(wiki.similarity_search("Myrmidons", k=1, alpha=0)) == ["Achilles"]  # keywords alone
+    assert titles(wiki.similarity_search("Who was born in Stagira?", k=1, alpha=0)) == ["Aristotle"]
+    assert titles(wiki.similarity_search("Which president was born in 1809?", k=1, alpha=0.5)) == ["Abraham Lincoln"]
+    assert wiki.similarity_search("Myrmidons", k=0, alpha=0) == []
+    plain = wiki.similarity_search_with_score("Greek hero", k=3)
+    assert wiki.similarity_search_with_score("Greek hero", k=3, alpha=1) == plain
+    hybrid = wiki.as_retriever(search_kwargs={"k": 1, "alpha": 0})
+    assert titles(hybrid.invoke("Stagira")) == ["Aristotle"]
+    retriever = LSHRSRetriever(vectorstore=wiki, k=1, alpha=0)
+    assert titles(retriever.invoke("Myrmidons")) == ["Achilles"]
+    assert titles(retriever.invoke("Myrmidons", filter={"title": "Albedo"})) == []
+    assert titles(retriever.invoke("Greek hero of the Trojan War", alpha=1)) == ["Achilles"]
+    with pytest.raises(ValueError, match="alpha"):
+        wiki.similarity_search("x", k=1, alpha=2)
+
+
+async def test_hybrid_search_async(wiki):
+    assert titles(await wiki.asimilarity_search("Myrmidons", k=1, alpha=0)) == ["Achilles"]
+    assert titles(await wiki.asimilarity_search("born in 1809", k=1, alpha=0.3)) == ["Abraham Lincoln"]
+    assert titles(await LSHRSRetriever(vectorstore=wiki, k=1, alpha=0).ainvoke("Stagira")) == ["Aristotle"]
+
+
 def test_retrievers_of_every_search_type(wiki):
     question = "a political philosophy against the state"
     assert titles(wiki.as_retriever(search_kwargs={"k": 2}).invoke(question))[0] == "Anarchism"

@@ -548,3 +548,47 @@ def test_example_query_engine_runs(redis_url, redis_client, tmp_path):
     first_source = lines[lines.index(f"? {EXAMPLE_QUESTION}") + 1]
     assert "Albedo:" in first_source
     assert not (tmp_path / "lshrs_data" / "redis").exists()  # REDIS_URL was used, no embedded server
+
+
+# -- keyword and hybrid modes ---------------------------------------------------------------------
+
+WORDS = ["apple orchard", "banana split", "cherry blossom", "date palm", "elderberry wine", "fig tree"]
+
+
+def test_text_search_and_hybrid_modes_use_the_stored_text(store):
+    store.add(
+        [make_node(i, ref=r, metadata=m, text=WORDS[i]) for i, (r, m) in enumerate(CORPUS)],
+    )
+    text_search = VectorStoreQueryMode.TEXT_SEARCH
+    found = store.query(VectorStoreQuery(query_str="cherry", mode=text_search, similarity_top_k=3))
+    assert ids_of(found.nodes) == {2} and found.nodes[0].get_content() == "cherry blossom"
+    hybrid = store.query(ask(axis(0), k=2, query_str="fig", mode=VectorStoreQueryMode.HYBRID, alpha=0.5))
+    assert ids_of(hybrid.nodes) == {0, 5}  # node 0 by its vector, node 5 by its word
+    assert ids_of(store.query(ask(axis(0), k=1, query_str="fig", mode=VectorStoreQueryMode.HYBRID, alpha=1)).nodes) == {
+        0
+    }
+    within = VectorStoreQuery(query_str="cherry fig", mode=text_search, similarity_top_k=3, node_ids=["node-5"])
+    assert ids_of(store.query(within).nodes) == {5}
+    science = MetadataFilters(filters=[where("genre", "science")])
+    filtered = VectorStoreQuery(query_str="cherry fig", mode=text_search, similarity_top_k=3, filters=science)
+    assert ids_of(store.query(filtered).nodes) == {2}
+    with pytest.raises(ValueError, match="needs query_str"):
+        store.query(ask(axis(0), mode=VectorStoreQueryMode.HYBRID))
+
+
+async def test_keyword_modes_async(store):
+    store.add([make_node(i, ref=r, metadata=m, text=WORDS[i]) for i, (r, m) in enumerate(CORPUS)])
+    query = VectorStoreQuery(query_str="date", mode=VectorStoreQueryMode.TEXT_SEARCH, similarity_top_k=3)
+    assert ids_of((await store.aquery(query)).nodes) == {3}
+
+
+def test_hybrid_retrievers_of_a_vector_store_index(open_store, embed_model, wiki_documents):
+    """Through llama-index-core's own retriever: rare words the question names find their article."""
+    storage = StorageContext.from_defaults(vector_store=open_store())
+    index = VectorStoreIndex.from_documents(wiki_documents, storage_context=storage, embed_model=embed_model)
+    text = index.as_retriever(vector_store_query_mode="text_search", similarity_top_k=1)
+    assert text.retrieve("Myrmidons")[0].node.metadata["title"] == "Achilles"
+    assert text.retrieve("Who was born in Stagira?")[0].node.metadata["title"] == "Aristotle"
+    hybrid = index.as_retriever(vector_store_query_mode="hybrid", alpha=0.5, similarity_top_k=2)
+    titles = [hit.node.metadata["title"] for hit in hybrid.retrieve("Which president was born in 1809?")]
+    assert titles[0] == "Abraham Lincoln"

@@ -31,6 +31,7 @@ from psycopg import sql
 from psycopg.pq import Format
 
 from lshrs.inputs import id_range
+from lshrs.keywords import terms
 from lshrs.stores import pg_keywords, pg_where
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
 from lshrs.stores.sql import check_identifier, dump_metadata
@@ -432,17 +433,19 @@ class PostgresStore:
 
     @_reconnecting
     def keyword_search(self, text: str, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """The `limit` best full-text matches (ts_rank_cd) for the words of `text`, best first, and their scores.
+        """The `limit` best full-text matches for the words of `text` (idf-weighted ts_rank), best first, with scores.
 
         The first call creates a GIN index on the text column's tsvector
         (``<table>_<column>_lshrs_fts``); on a large table that takes a while, once.
         """
         if "text" not in self._col:
             raise ValueError("keyword_search: the table has no text column (text_column=None)")
-        query = pg_keywords.tsquery_text(text)
-        if query is None:
+        words = sorted(set(terms(text)))
+        if not words:
             return np.empty(0, np.int64), np.empty(0)
-        t, i, x = self._table, self._col["id"], self._col["text"]
+        search = pg_keywords.TextSearch(
+            self._table, self._table_name.as_string(self._conn), self._col["id"], self._col["text"], self._text_config
+        )
         with self._lock:
             if not self._text_index_made:
                 name = f"{self._where['table']}_{self._names['text']}_lshrs_fts"
@@ -450,9 +453,10 @@ class PostgresStore:
                 with self._conn.transaction():  # creators take turns, as in _create_table
                     key = self._table_name.as_string(self._conn) + ":fts"
                     self._conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
-                    self._conn.execute(pg_keywords.pg_index(t, name, x, self._text_config), ())
+                    self._conn.execute(search.create_index(name), ())
                 self._text_index_made = True
-            rows = self._conn.execute(pg_keywords.pg_search(t, i, x, self._text_config), (query, int(limit))).fetchall()
+            weights = pg_keywords.weights(self._conn.execute(*search.frequencies(words)).fetchall())
+            rows = self._conn.execute(*search.search(weights, limit)).fetchall() if weights else []
         return np.array([r[0] for r in rows], np.int64), np.array([float(r[1]) for r in rows], np.float64)
 
     def _rows(self, fetched: list[tuple[Any, ...]], payload: bool) -> Rows:

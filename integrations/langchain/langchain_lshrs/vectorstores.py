@@ -28,7 +28,7 @@ from lshrs.filters import Filter
 
 DEFAULT_NAME = "langchain"
 # lshrs query options that may ride along as search kwargs
-_QUERY_OPTIONS = ("top_p", "num_probes")
+_QUERY_OPTIONS = ("top_p", "num_probes", "alpha", "keywords")
 
 
 class LSHRSVectorStore(VectorStore):
@@ -148,9 +148,16 @@ class LSHRSVectorStore(VectorStore):
     def similarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
-        """Documents with their cosine similarity to the query (higher is closer), best first."""
+        """Documents with their cosine similarity to the query (higher is closer), best first.
+
+        ``alpha=`` (in [0, 1]) makes it a hybrid search: the vector search fused
+        with the store's keyword search on the query's words (`LSHRS.query`);
+        0 is keywords alone (no embedding), and the scores are fusion scores.
+        """
+        if kwargs.get("alpha") == 0:  # keywords alone: nothing to embed
+            return [] if _nothing_asked(k) else _scored(self.lsh.query(query, top_k=k, **_options(filter, kwargs)))
         vector = self._embedding.embed_query(query)
-        return self.similarity_search_with_score_by_vector(vector, k, filter=filter, **kwargs)
+        return self.similarity_search_with_score_by_vector(vector, k, filter=filter, **_keywords(query, kwargs))
 
     def similarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
@@ -162,8 +169,7 @@ class LSHRSVectorStore(VectorStore):
     ) -> list[tuple[Document, float]]:
         if _nothing_asked(k):
             return []
-        hits = self.lsh.query(np.asarray(embedding, np.float32), top_k=k, **_options(filter, kwargs))
-        return [(_document(hit.text, hit.metadata), hit.score) for hit in hits]
+        return _scored(self.lsh.query(np.asarray(embedding, np.float32), top_k=k, **_options(filter, kwargs)))
 
     async def asimilarity_search(
         self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
@@ -173,8 +179,12 @@ class LSHRSVectorStore(VectorStore):
     async def asimilarity_search_with_score(
         self, query: str, k: int = 4, filter: Filter | None = None, **kwargs: Any
     ) -> list[tuple[Document, float]]:
+        if kwargs.get("alpha") == 0:
+            if _nothing_asked(k):
+                return []
+            return _scored(await self.lsh.aquery(query, top_k=k, **_options(filter, kwargs)))
         vector = await self._embedding.aembed_query(query)
-        return await self.asimilarity_search_with_score_by_vector(vector, k, filter=filter, **kwargs)
+        return await self.asimilarity_search_with_score_by_vector(vector, k, filter=filter, **_keywords(query, kwargs))
 
     async def asimilarity_search_by_vector(
         self, embedding: list[float], k: int = 4, filter: Filter | None = None, **kwargs: Any
@@ -187,8 +197,7 @@ class LSHRSVectorStore(VectorStore):
     ) -> list[tuple[Document, float]]:
         if _nothing_asked(k):
             return []
-        hits = await self.lsh.aquery(np.asarray(embedding, np.float32), top_k=k, **_options(filter, kwargs))
-        return [(_document(hit.text, hit.metadata), hit.score) for hit in hits]
+        return _scored(await self.lsh.aquery(np.asarray(embedding, np.float32), top_k=k, **_options(filter, kwargs)))
 
     def _select_relevance_score_fn(self) -> Callable[[float], float]:
         """langchain-core's cosine relevance: 1 - cosine distance, which is the cosine the query returns.
@@ -340,6 +349,10 @@ def _document(text: str | None, meta: dict[str, Any] | None) -> Document:
     return Document(id=doc_id, page_content=text or "", metadata=user_meta)
 
 
+def _scored(hits: list[Hit]) -> list[tuple[Document, float]]:
+    return [(_document(hit.text, hit.metadata), hit.score) for hit in hits]
+
+
 def _nothing_asked(k: Any) -> bool:
     """Whether `k` is 0, which LangChain's own stores answer with no documents; other bad values raise later."""
     return isinstance(k, int) and not isinstance(k, bool) and k == 0
@@ -350,6 +363,11 @@ def _user_filter(filter: Filter | None) -> Filter | None:
     if filter is None or not callable(filter):
         return filter
     return lambda meta: bool(filter(string_ids.split_metadata(meta)[1]))
+
+
+def _keywords(query: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A hybrid search (alpha given) matches the words of the query text beside its embedding."""
+    return {**kwargs, "keywords": query} if kwargs.get("alpha") is not None else kwargs
 
 
 def _options(filter: Filter | None, kwargs: dict[str, Any]) -> dict[str, Any]:

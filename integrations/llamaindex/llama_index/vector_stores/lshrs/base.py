@@ -41,6 +41,9 @@ from lshrs.string_ids import ID_BYTES, ID_FIELD, check_stored, keys_for, split_m
 _NODES = {ID_FIELD: {"$exists": True}}
 # Keyword arguments of query() passed through to LSHRS.query (VectorStoreIndex's vector_store_kwargs).
 _QUERY_OPTIONS = ("top_p", "num_probes")
+# Query modes answered: by vector, by keywords (the store's own text search), or both fused.
+_KEYWORD_MODES = (VectorStoreQueryMode.HYBRID, VectorStoreQueryMode.TEXT_SEARCH)
+_MODES = (VectorStoreQueryMode.DEFAULT, *_KEYWORD_MODES)
 
 
 class LSHRSVectorStore(BasePydanticVectorStore):
@@ -196,6 +199,11 @@ class LSHRSVectorStore(BasePydanticVectorStore):
         naming any text node are a strict limit, answered exactly by cosine
         over just those nodes. An empty list restricts nothing.
 
+        Modes: DEFAULT (by embedding), HYBRID (embedding and the store's
+        keyword search on `query_str`, fused with weight `alpha`, default
+        0.5) and TEXT_SEARCH (keywords alone); with the keyword modes,
+        `similarities` are fusion scores, not cosines.
+
         Keyword arguments ``top_p`` and ``num_probes`` go to `LSHRS.query`.
         """
         options, vector, wanted = _plan(query, kwargs)
@@ -203,8 +211,10 @@ class LSHRSVectorStore(BasePydanticVectorStore):
             return _result([])
         if query.node_ids:
             rows = self._lsh.get(keys_for(list(dict.fromkeys(query.node_ids))))
-            if _limits(rows):
+            if _limits(rows) and "alpha" not in options:
                 return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
+            if _limits(rows):
+                wanted = _within(wanted, query.node_ids)
         return _result(self._lsh.query(vector, top_k=query.similarity_top_k, filter=wanted, **options))
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
@@ -213,8 +223,10 @@ class LSHRSVectorStore(BasePydanticVectorStore):
             return _result([])
         if query.node_ids:
             rows = await self._lsh.aget(keys_for(list(dict.fromkeys(query.node_ids))))
-            if _limits(rows):
+            if _limits(rows) and "alpha" not in options:
                 return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
+            if _limits(rows):
+                wanted = _within(wanted, query.node_ids)
         return _result(await self._lsh.aquery(vector, top_k=query.similarity_top_k, filter=wanted, **options))
 
 
@@ -267,6 +279,12 @@ def _everything(meta: Mapping[str, Any]) -> bool:
     return True
 
 
+def _within(wanted: Filter | None, node_ids: list[str]) -> Filter:
+    """`wanted` restricted to the given nodes: how a hybrid query honours a strict `node_ids`."""
+    only = {ID_FIELD: {"$in": list(dict.fromkeys(node_ids))}}
+    return only if wanted is None else {"$and": [wanted, only]}
+
+
 def _passing(rows: Rows, wanted: Filter | None) -> Rows:
     return rows if wanted is None else matching(rows, as_predicate(wanted))
 
@@ -275,11 +293,25 @@ def _nodes(rows: Rows) -> list[BaseNode]:
     return [_node(k, t, m) for k, t, m in zip(rows.ids.tolist(), rows.texts or [], rows.metadata or [])]
 
 
-def _plan(query: VectorStoreQuery, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], NDArray[np.float32], Any]:
-    """(lshrs options, query vector, filter) of a query, checked before any I/O."""
+def _plan(query: VectorStoreQuery, kwargs: Mapping[str, Any]) -> tuple[dict[str, Any], Any, Any]:
+    """(lshrs options, the query for LSHRS.query, filter) of a query, checked before any I/O.
+
+    DEFAULT searches by the query's embedding. HYBRID fuses it with the
+    store's keyword search on `query_str` (weight `alpha`, default 0.5, as
+    `LSHRS.query` takes it: 1 is vectors only); TEXT_SEARCH is the keyword
+    search alone, so it needs no embedding.
+    """
     if query.similarity_top_k != 0:
         check_top(query.similarity_top_k, None)  # 0 asks for nothing, as in llama-index-core's own stores
-    return _query_options(kwargs), _query_vector(query), to_filter(query.filters, query.doc_ids)
+    options, wanted = _query_options(kwargs), to_filter(query.filters, query.doc_ids)
+    if query.mode in _KEYWORD_MODES and not query.query_str:
+        raise ValueError(f"query: mode {query.mode.value!r} needs query_str, the text to match words of")
+    if query.mode == VectorStoreQueryMode.TEXT_SEARCH:
+        return {**options, "alpha": 0.0}, query.query_str, wanted
+    if query.mode == VectorStoreQueryMode.HYBRID:
+        alpha = 0.5 if query.alpha is None else query.alpha
+        return {**options, "alpha": alpha, "keywords": query.query_str}, _query_vector(query), wanted
+    return options, _query_vector(query), wanted
 
 
 def _ranked(rows: Rows, vector: NDArray[np.float32], top_k: int) -> list[Hit]:
@@ -325,8 +357,9 @@ def _node(key: int, text: str | None, meta: dict[str, Any] | None) -> BaseNode:
 
 
 def _query_vector(query: VectorStoreQuery) -> NDArray[np.float32]:
-    if query.mode != VectorStoreQueryMode.DEFAULT:
-        raise ValueError(f"query: mode {query.mode.value!r} is not supported by LSHRSVectorStore, only 'default'")
+    if query.mode not in _MODES:
+        supported = ", ".join(repr(mode.value) for mode in _MODES)
+        raise ValueError(f"query: mode {query.mode.value!r} is not supported by LSHRSVectorStore, only {supported}")
     if query.query_embedding is None:
         raise ValueError("query: expected a query_embedding, got None")
     return np.asarray(query.query_embedding, dtype=np.float32)
