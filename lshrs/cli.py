@@ -121,9 +121,11 @@ def ingest() -> None:
 @click.option("--batch", "batch_passages", type=click.IntRange(min=1), default=256, show_default=True,
               help="Passages per embed-and-write batch.")  # fmt: skip
 @click.option("--embedding-model", help="sentence-transformers model name or path (default all-MiniLM-L6-v2).")
+@click.option("--workers", type=click.IntRange(min=1), help="Processes stripping a dump's markup [default: the cores].")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars on stderr.")
 def ingest_wikipedia(target: Target, path: Path, words: int, overlap: int, limit: int | None,
-                     batch_passages: int, embedding_model: str | None, progress: bool) -> None:  # fmt: skip
+                     batch_passages: int, embedding_model: str | None, workers: int | None,
+                     progress: bool) -> None:  # fmt: skip
     """Index a Wikipedia dump (*-pages-articles*.xml[.bz2]) or wikimedia/wikipedia parquet/JSONL rows.
 
     Articles are split into passages of --words words, embedded, written to
@@ -132,7 +134,7 @@ def ingest_wikipedia(target: Target, path: Path, words: int, overlap: int, limit
     """
     with target.open(id_bytes=8, embedding_model=embedding_model) as lsh:
         state = _run_job(lsh, path, words=words, overlap=overlap, limit=limit,
-                         batch_passages=batch_passages, show_progress=progress)  # fmt: skip
+                         batch_passages=batch_passages, show_progress=progress, workers=workers)  # fmt: skip
         status = "finished" if state.finished else "stopped at --limit; run again to continue"
         click.echo(f"{state.articles:,} articles, {state.passages:,} passages in {lsh.name!r} ({status})")
 

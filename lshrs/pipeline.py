@@ -1,5 +1,9 @@
 """Wikipedia into an index: articles -> passages -> embeddings -> store + buckets, resumable.
 
+The three stages overlap (lshrs.overlap): a thread reads and splits the
+next batches (a dump's markup stripped by `workers` processes) while this
+one embeds, and a writer thread stores the previous batch.
+
 The job's position (articles done, passages written) is kept in Redis next to
 the index, under a key derived from the input and the chunking settings. It
 advances only after a batch is in both the store and the buckets, and a
@@ -12,14 +16,17 @@ nothing.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from lshrs import progress
 from lshrs.index import LSHRS
+from lshrs.overlap import WriteBehind, read_ahead
 from lshrs.passages import DEFAULT_OVERLAP, DEFAULT_WORDS, Passage, check_window, split
 from lshrs.wikipedia import Article, read_articles
 
@@ -43,6 +50,7 @@ class WikipediaJob:
         words, overlap: passage window, in words.
         batch_passages: passages per embed-and-write batch (rounded up to whole articles).
         limit: stop after this many articles (demos, tests).
+        workers: processes stripping a dump's markup (default: the cores this process may use).
     """
 
     def __init__(
@@ -55,8 +63,10 @@ class WikipediaJob:
         batch_passages: int = DEFAULT_BATCH_PASSAGES,
         limit: int | None = None,
         show_progress: bool = False,
+        workers: int | None = None,
     ) -> None:
         check_window(words, overlap)
+        self.workers = available_cores() if workers is None else max(1, int(workers))
         self.lsh = lsh
         self.source = source
         self.words = words
@@ -76,18 +86,18 @@ class WikipediaJob:
         state = self.state()
         if state.finished:
             return state
-        articles = read_articles(self.source, skip=state.articles)
+        articles = read_articles(self.source, skip=state.articles, workers=self.workers)
         art_bar = progress.bar("articles", show=self.show_progress, unit=" art", initial=state.articles)
         psg_bar = progress.bar("passages", show=self.show_progress, unit=" psg", initial=state.passages)
-        with art_bar, psg_bar:
-            for batch_articles, batch in self._batches(articles, state):
-                if batch:
-                    self._write(batch, state)
-                state.articles += batch_articles
-                state.passages += len(batch)
-                self.lsh.buckets.save_job_state(self.job, articles=state.articles, passages=state.passages)
-                art_bar.update(batch_articles)
-                psg_bar.update(len(batch))
+        started = time.perf_counter()
+        try:
+            with art_bar, psg_bar, WriteBehind(depth=2) as writer:
+                for batch_articles, batch in read_ahead(self._batches(articles, state), depth=2):
+                    vectors = self._embed(batch, state)
+                    writer.submit(partial(self._write, batch_articles, batch, vectors, state, (art_bar, psg_bar)))
+        finally:
+            getattr(articles, "close", lambda: None)()  # a dump's worker processes stop now, not at collection
+        state.seconds["total"] = time.perf_counter() - started
         if self._exhausted:  # a run cut short by `limit` can be continued by a later one
             state.finished = True
             self.lsh.buckets.save_job_state(self.job, finished=1)
@@ -118,19 +128,37 @@ class WikipediaJob:
         if count:
             yield count, batch
 
-    def _write(self, batch: list[Passage], state: JobState) -> None:
+    def _embed(self, batch: list[Passage], state: JobState) -> Any:
         started = time.perf_counter()
-        vectors = self.lsh.embed([p.embedding_text for p in batch])
+        vectors = self.lsh.embed([p.embedding_text for p in batch]) if batch else None
         state.seconds["embed"] += time.perf_counter() - started
+        return vectors
+
+    def _write(self, articles: int, batch: list[Passage], vectors: Any, state: JobState, bars: tuple) -> None:
+        """Store and hash one batch, then advance the checkpoint past its articles (the writer thread)."""
         started = time.perf_counter()
-        self.lsh.ingest(
-            vectors=vectors,
-            texts=[p.text for p in batch],
-            ids=[p.id for p in batch],
-            metadata=[p.metadata for p in batch],
-        )
-        self.lsh.remember_model()  # the passages' vectors came from the index's model: keep its name
+        if batch:
+            self.lsh.ingest(
+                vectors=vectors,
+                texts=[p.text for p in batch],
+                ids=[p.id for p in batch],
+                metadata=[p.metadata for p in batch],
+            )
+            self.lsh.remember_model()  # the passages' vectors came from the index's model: keep its name
+        state.articles += articles
+        state.passages += len(batch)
+        self.lsh.buckets.save_job_state(self.job, articles=state.articles, passages=state.passages)
         state.seconds["write"] += time.perf_counter() - started
+        bars[0].update(articles)
+        bars[1].update(len(batch))
+
+
+def available_cores() -> int:
+    """Cores this process may run on (its affinity, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
 
 
 def _fingerprint(source: Any, words: int, overlap: int) -> str:

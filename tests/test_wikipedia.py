@@ -147,3 +147,101 @@ def test_pipeline_on_the_embedded_default_resumes_after_a_crash(tmp_path, monkey
     from lshrs import embedded
 
     embedded.stop(tmp_path / "data")
+
+
+# -- parallel parse and overlapped stages ---------------------------------------------------------
+
+
+def test_workers_give_the_same_articles_in_the_same_order(articles):
+    assert list(read_articles(SLICE, workers=2)) == articles
+    assert list(read_articles(SLICE, skip=40, workers=3)) == articles[40:]
+    first = read_articles(SLICE, workers=2)
+    assert next(first) == articles[0]
+    first.close()  # stopping early shuts the pool down at once
+
+
+def hashed_vectors(texts):
+    """A cheap deterministic stand-in for the model: the pipeline's order and checkpoints are under test."""
+    out = np.empty((len(texts), 16), np.float32)
+    for i, text in enumerate(texts):
+        out[i] = np.random.default_rng(sum(text.encode()[:64])).standard_normal(16) + 0.1
+    return out
+
+
+@pytest.mark.parametrize("stage", ["parse", "embed", "write"])
+def test_a_failure_in_any_overlapped_stage_resumes_exactly(stage, tmp_path, redis_client, name, monkeypatch):
+    from lshrs import SQLiteStore
+
+    expected = sorted(p.id for a in list(read_articles(SLICE))[:12] for p in split(a))
+    lsh = LSHRS(name=name, redis=redis_client, store=SQLiteStore(tmp_path / "d.sqlite3"), id_bytes=8,
+                embedding_model=hashed_vectors)  # fmt: skip
+    job = WikipediaJob(lsh, SLICE, limit=12, batch_passages=32, workers=2)
+    calls = []
+    target, method = {"parse": (job, "_batches"), "embed": (lsh, "embed"), "write": (lsh, "ingest")}[stage]
+    real = getattr(target, method)
+
+    def third_batch_fails(*args, **kwargs):  # the parse stage is a generator of batches
+        for n, item in enumerate(real(*args, **kwargs)):
+            if n == 2:
+                raise OSError("injected: the dump's disk went away")
+            yield item
+
+    def third_call_fails(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ConnectionError(f"injected in {stage}")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(target, method, third_batch_fails if stage == "parse" else third_call_fails)
+    with pytest.raises((OSError, ConnectionError), match="injected"):
+        job.run()
+    partial = job.state()
+    assert partial.articles < 12 and not partial.finished
+    monkeypatch.setattr(target, method, real)
+    state = WikipediaJob(lsh, SLICE, limit=12, batch_passages=32, workers=2).run()
+    assert (state.articles, state.passages) == (12, len(expected))
+    stored = np.sort(np.concatenate([rows.ids for rows in lsh.store.scan()]))
+    assert stored.tolist() == expected and lsh.count() == len(expected)  # none missing, none twice
+    assert lsh.verify()["ok"]
+    lsh.clear()
+
+
+KILLED_JOB = """
+import sys, numpy as np, redis
+sys.path.insert(0, {tests!r})
+from test_wikipedia import SLICE, hashed_vectors
+from lshrs import LSHRS, SQLiteStore
+from lshrs.pipeline import WikipediaJob
+lsh = LSHRS(name={name!r}, redis=redis.Redis.from_url({url!r}), store=SQLiteStore({db!r}), id_bytes=8,
+            embedding_model=hashed_vectors)
+WikipediaJob(lsh, SLICE, batch_passages=16, workers=2).run()
+"""
+
+
+def test_a_killed_job_resumes_exactly(tmp_path, redis_url, redis_client, name):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from lshrs import SQLiteStore
+
+    db = str(tmp_path / "d.sqlite3")
+    script = KILLED_JOB.format(tests=str(Path(__file__).parent), name=name, url=redis_url, db=db)
+    child = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    lsh = LSHRS(name=name, redis=redis_client, store=SQLiteStore(db), id_bytes=8, embedding_model=hashed_vectors)
+    job = WikipediaJob(lsh, SLICE, batch_passages=16, workers=2)
+    deadline = time.monotonic() + 120
+    while job.state().articles < 10 and child.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(child.pid, signal.SIGKILL)  # the job and its parse workers, mid-run
+    child.wait()
+    assert not job.state().finished
+    state = job.run()
+    expected = sorted(p.id for a in read_articles(SLICE) for p in split(a))
+    assert state.finished and state.passages == len(expected)
+    stored = np.sort(np.concatenate([rows.ids for rows in lsh.store.scan()]))
+    assert stored.tolist() == expected and lsh.count() == len(expected)
+    assert lsh.verify()["ok"]
+    lsh.clear()
