@@ -167,14 +167,15 @@ def markdown(result: dict) -> str:
         f"defaults. Machine: {result['machine']}; lshrs {result['lshrs']}.",
         "",
         f"Rare terms: {sum(counts.values())} words found in exactly one passage ({counts['name']} names, "
-        f"{counts['number']} numbers, {counts['word']} other words), asked as \"Tell me about TERM.\"; "
+        f'{counts["number"]} numbers, {counts["word"]} other words), asked as "Tell me about TERM."; '
         f"the answer is that passage. Examples: {', '.join(result['examples'])}",
         f"Plain questions: the first sentence of {result['plain_queries']} passages; truth is the exact "
         "cosine top-10 of the question's embedding (how much of the vector answer is kept).",
         "",
         "Reproduce: `.venv/bin/python benchmarks/hybrid.py --store " + result["store"] + "`",
         "",
-        "| alpha | rare hit@10 | names | numbers | words | rare MRR@10 | rare p50 ms | plain overlap@10 | plain p50 ms |",
+        "| alpha | rare hit@10 | names | numbers | words | rare MRR@10 | rare p50 ms "
+        "| plain overlap@10 | plain p50 ms |",
         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["rows"]:
