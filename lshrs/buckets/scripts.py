@@ -55,9 +55,8 @@ _APPEND = _once("""
 local limit = tonumber(ARGV[2])
 for i = 3, #KEYS do
   local field, add = ARGV[2 * i - 3], ARGV[2 * i - 2]
-  local large = redis.call('GET', KEYS[i])
-  if large then
-    redis.call('SET', KEYS[i], large .. add)
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    redis.call('APPEND', KEYS[i], add)
   else
     local value = (redis.call('HGET', KEYS[2], field) or '') .. add
     if #value > limit then
@@ -89,9 +88,8 @@ for tag, n in string.gmatch(ARGV[4], '(%d+%.%d+):(%d+)') do
     local add = string.sub(ids, pos, pos + size - 1)
     pos = pos + size
     local small = redis.call('HGET', hash, f)
-    local large = (not small) and redis.call('GET', hash .. ':' .. f)
-    if large then
-      redis.call('SET', hash .. ':' .. f, large .. add)
+    if (not small) and redis.call('EXISTS', hash .. ':' .. f) == 1 then
+      redis.call('APPEND', hash .. ':' .. f, add)
     else
       local value = (small or '') .. add
       if #value > limit then
