@@ -171,9 +171,14 @@ def _run_job(lsh: LSHRS, source: Path, **options: Any) -> Any:
     "embedding_model",
     help="Embedding model name or path (default: the one saved with the index at its first ingest).",
 )
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1),
+    help="Hybrid search: weight of the vector search against the store's keyword search (0: keywords).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of hits on stdout.")
 def query(target: Target, texts: tuple[str, ...], top_k: int, top_p: float | None, no_rerank: bool,
-          probes: int | None, embedding_model: str | None, as_json: bool) -> None:  # fmt: skip
+          probes: int | None, embedding_model: str | None, alpha: float | None, as_json: bool) -> None:  # fmt: skip
     """Search the index for each TEXT (embedded with the index's model, loaded once for all of them).
 
     Without --name, and when no index 'default' exists, the only index on
@@ -186,7 +191,8 @@ def query(target: Target, texts: tuple[str, ...], top_k: int, top_p: float | Non
     with target.open(embedding_model=embedding_model) as lsh:
         if lsh.dim is None:
             raise click.ClickException(f"index {lsh.name!r} is empty or does not exist")
-        answers = lsh.query_many(list(texts), top_k=top_k, top_p=top_p, rerank=not no_rerank, num_probes=probes)
+        answers = lsh.query_many(list(texts), top_k=top_k, top_p=top_p, rerank=not no_rerank, num_probes=probes,
+                                 alpha=alpha)  # fmt: skip
     if as_json:  # one array of hits for one question (as before), one array per question for several
         rows = [[hit.__dict__ for hit in hits] for hits in answers]
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, ensure_ascii=False))

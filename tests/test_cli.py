@@ -110,6 +110,10 @@ def test_ingest_query_stats_delete_clear(target, redis_url, name):
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
     plain = lshrs("query", "autism spectrum diagnosis in children", "-k", "1", env=target)
     assert plain.returncode == 0 and "Autism: " in plain.stdout
+    keyword = lshrs("query", "whiteness", "--alpha", "0", "-k", "1", "--json", env=target)  # keywords alone
+    assert keyword.returncode == 0, keyword.stderr
+    assert json.loads(keyword.stdout)[0]["metadata"]["title"] == "Albedo"
+    assert lshrs("query", "x", "--alpha", "2", env=target).returncode == 2
 
     stats = json.loads(lshrs("stats", env=target).stdout)
     assert stats["count"] == stats["store_count"] == len(expected) and stats["id_bytes"] == 8
