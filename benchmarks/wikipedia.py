@@ -314,8 +314,8 @@ def parallel_lines(r: dict) -> list[str]:
         f"The overlapped job with 2 workers runs at {pipe2['passages_per_s'] / slowest:.0%} of its slowest stage "
         f"measured alone (the stages share 2 cores). Parse per core with the measured 2-worker efficiency "
         f"({speedup / 2:.0%}): {per_core:,.0f} passages/s; on 16 cores the parse of the whole dump takes "
-        f"{hours16:.1f} hours. Overlapped, the job minus embedding is then bounded by its slowest stage: "
-        f"the bucket writes into a large index, {bucket_h:.1f} hours (one writer thread), so about "
+        f"{hours16:.1f} hours; the bucket writes into a large index (one writer thread) take {bucket_h:.1f} "
+        f"hours. Overlapped, the job minus embedding is bounded by the slower of the two: about "
         f"{max(hours16, bucket_h):.1f} hours on a 16-core machine (a projection from these per-core rates, "
         "not a measurement on one).",
     ]
