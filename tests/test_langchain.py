@@ -276,3 +276,39 @@ def test_the_rag_example_runs(redis_url, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "[Albedo]" in result.stdout and "Answer:" in result.stdout
+
+
+# -- LangChain's indexing API (a record manager over this store) ---------------------------------
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_the_indexing_api_adds_skips_updates_and_cleans_up(backend, redis_url, name, tmp_path, request):
+    from langchain_core.indexing import InMemoryRecordManager, index
+
+    where = tmp_path if backend == "sqlite" else request.getfixturevalue("postgres_dsn")
+    vs = open_store(DeterministicFakeEmbedding(size=16), redis_url, name, backend, where)
+    manager = InMemoryRecordManager(namespace=name)
+    manager.create_schema()
+    docs = [Document(page_content=f"passage {i} of {s}", metadata={"source": s}) for s in "ab" for i in range(3)]
+    try:
+        first = index(docs, manager, vs, cleanup="incremental", source_id_key="source", key_encoder="sha256")
+        assert (first["num_added"], first["num_skipped"], first["num_deleted"]) == (6, 0, 0)
+        assert vs.lsh.count() == 6
+        again = index(docs, manager, vs, cleanup="incremental", source_id_key="source", key_encoder="sha256")
+        assert (again["num_added"], again["num_skipped"], again["num_deleted"]) == (0, 6, 0)
+
+        changed = [*docs[:2], Document(page_content="passage 2 of a, rewritten", metadata={"source": "a"})]
+        update = index(changed, manager, vs, cleanup="incremental", source_id_key="source", key_encoder="sha256")
+        assert (update["num_added"], update["num_skipped"], update["num_deleted"]) == (1, 2, 1)
+        texts = {d.page_content for d in vs.similarity_search("passage", k=10)}
+        assert "passage 2 of a, rewritten" in texts and "passage 2 of a" not in texts and len(texts) == 6
+
+        full = index(
+            docs[3:], manager, vs, cleanup="full", source_id_key="source", key_encoder="sha256"
+        )  # source a is gone
+        assert (full["num_added"], full["num_skipped"], full["num_deleted"]) == (0, 3, 3)
+        assert vs.lsh.count() == 3
+        assert {d.metadata["source"] for d in vs.similarity_search("passage", k=10)} == {"b"}
+        assert vs.lsh.verify()["ok"]
+    finally:
+        close_store(vs)

@@ -592,3 +592,44 @@ def test_hybrid_retrievers_of_a_vector_store_index(open_store, embed_model, wiki
     hybrid = index.as_retriever(vector_store_query_mode="hybrid", alpha=0.5, similarity_top_k=2)
     titles = [hit.node.metadata["title"] for hit in hybrid.retrieve("Which president was born in 1809?")]
     assert titles[0] == "Abraham Lincoln"
+
+
+# -- llama-index-core's IngestionPipeline over this store ---------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_ingestion_pipeline_upserts_documents_without_duplicates(open_store, kind):
+    from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.core.storage.docstore import SimpleDocumentStore
+
+    store = open_store(kind)
+    embed = MockEmbedding(embed_dim=DIM)
+
+    def pipeline() -> IngestionPipeline:
+        return IngestionPipeline(
+            transformations=[SentenceSplitter(chunk_size=64, chunk_overlap=0), embed],
+            vector_store=store,
+            docstore=docstore,
+            docstore_strategy=DocstoreStrategy.UPSERTS,
+        )
+
+    docstore = SimpleDocumentStore()
+    docs = [Document(text=f"Document {d}. " + " ".join(f"word{d}{i}" for i in range(40)), doc_id=f"doc-{d}")
+            for d in range(3)]  # fmt: skip
+    first = pipeline().run(documents=docs)
+    assert len(first) > 3 and store.client.count() == len(first)  # every node in the store once
+    assert pipeline().run(documents=docs) == []  # unchanged documents are skipped
+    assert store.client.count() == len(first)
+
+    changed = Document(text="Document 1, now short.", doc_id="doc-1")
+    redone = pipeline().run(documents=[docs[0], changed, docs[2]])
+    assert len(redone) == 1  # only the changed document is embedded again
+    kept = store.get_nodes()
+    assert {n.ref_doc_id for n in kept} == {"doc-0", "doc-1", "doc-2"}
+    assert [n.get_content() for n in kept if n.ref_doc_id == "doc-1"] == ["Document 1, now short."]
+    assert store.client.count() == len(kept)
+
+    index = VectorStoreIndex.from_vector_store(store, embed_model=embed)
+    assert len(index.as_retriever(similarity_top_k=50).retrieve("Document")) == len(kept)
+    assert store.client.verify()["ok"]
