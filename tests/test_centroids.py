@@ -264,3 +264,19 @@ def test_near_ties_are_decided_in_float64_whatever_the_batch():
         got = np.concatenate([family.codes(crowd[i : i + batch])[:, 0] for i in range(0, len(crowd), batch)])
         assert got[-4:].tolist() == exact.tolist()
         assert np.array_equal(got[:-4], np.argmax(crowd[:-4].astype(np.float64) @ cents.T.astype(np.float64), 1))
+
+
+def test_the_float64_decision_matches_a_full_float64_argmax_on_crowded_centroids():
+    """Many near ties (centroids close together, some exact duplicates): only the near-tied are rescored."""
+    rng = np.random.default_rng(11)
+    base = rng.standard_normal((64, 32))
+    cents = np.concatenate([base + 1e-4 * rng.standard_normal((64, 32)) for _ in range(8)])  # 8 near copies each
+    cents[300] = cents[7]  # an exact duplicate: ties go to the lower index
+    cents = (cents / np.linalg.norm(cents, axis=1, keepdims=True)).astype(np.float32)
+    family = Centroids(cents, np.zeros(32, np.float32))
+    vectors = np.concatenate([rng.standard_normal((3000, 32)), np.repeat(cents[7:8], 5, axis=0)]).astype(np.float32)
+    exact = np.argmax(vectors.astype(np.float64) @ cents.astype(np.float64).T, axis=1)
+    for batch in (1, 7, 4000):
+        got = np.concatenate([family.codes(vectors[i : i + batch])[:, 0] for i in range(0, len(vectors), batch)])
+        assert np.array_equal(got, exact)
+    assert family.codes(vectors[-5:])[:, 0].tolist() == [7] * 5
