@@ -39,7 +39,7 @@ def check_alpha(alpha: Any) -> float:
     return float(alpha)
 
 
-def keyword_texts(req: Request, alpha: float, store: Any, keywords: Sequence[str] | None) -> list[str]:
+def keyword_texts(req: Request, store: Any, keywords: Sequence[str] | None) -> list[str]:
     """What each query's keyword search matches: its text, or `keywords` for vector queries; refused before any I/O.
 
     A hybrid query also needs a reranked search and a store that can search its texts.

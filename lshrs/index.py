@@ -424,10 +424,11 @@ class LSHRS:
         self, req: search.Request, alpha: float | None, keywords: Sequence[str] | None
     ) -> Steps[list[list[Hit]]]:
         """The query's steps: the vector search, or with alpha < 1 the hybrid search (checked before any I/O)."""
-        if alpha is None or hybrid.check_alpha(alpha) == 1.0:
+        weight = 1.0 if alpha is None else hybrid.check_alpha(alpha)
+        if weight == 1.0:
             return search.query_steps(self.attachment, req)
-        texts = hybrid.keyword_texts(req, alpha, self.store, keywords)
-        return hybrid.hybrid_steps(self.attachment, req, float(alpha), texts)
+        texts = hybrid.keyword_texts(req, self.store, keywords)
+        return hybrid.hybrid_steps(self.attachment, req, weight, texts)
 
     def _request(
         self, queries: Any, top_k: int, top_p: float | None, rerank: bool, num_probes: int | None, filter: Any
