@@ -121,11 +121,15 @@ class MemoryStore:
             yield self.get(index_ids[lo : lo + batch_size], payload=payload)
 
     def keyword_search(self, text: str, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """The `limit` best BM25 matches for `text`, best first (lshrs.keywords), and their scores."""
+        """The `limit` best BM25 matches for `text`, best first (lshrs.keywords), and their scores.
+
+        The texts are copied out only when the index is rebuilt, not on every search.
+        """
+        return self._keywords.search(self._version, self._snapshot, text, limit)
+
+    def _snapshot(self) -> list[tuple[int, str | None]]:
         with self._lock:
-            version, ids = self._version, self._index_ids
-            texts = [self._texts[r] for r in self._index_rows.tolist()]
-        return self._keywords.search(version, lambda: zip(ids.tolist(), texts), text, limit)
+            return list(zip(self._index_ids.tolist(), [self._texts[r] for r in self._index_rows.tolist()]))
 
     def count(self) -> int:
         return len(self._index_ids)
