@@ -34,7 +34,7 @@ from lshrs.inputs import id_range
 from lshrs.keywords import terms
 from lshrs.stores import pg_keywords, pg_where
 from lshrs.stores.base import Metadata, Rows, empty_rows, in_requested_order
-from lshrs.stores.sql import check_identifier, dump_metadata
+from lshrs.stores.sql import check_identifier, dump_metadata, ranked
 from lshrs.where import Where
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -442,7 +442,7 @@ class PostgresStore:
             raise ValueError("keyword_search: the table has no text column (text_column=None)")
         words = sorted(set(terms(text)))
         if not words:
-            return np.empty(0, np.int64), np.empty(0)
+            return ranked([])
         search = pg_keywords.TextSearch(
             self._table, self._table_name.as_string(self._conn), self._col["id"], self._col["text"], self._text_config
         )
@@ -457,7 +457,7 @@ class PostgresStore:
                 self._text_index_made = True
             weights = pg_keywords.weights(self._conn.execute(*search.frequencies(words)).fetchall())
             rows = self._conn.execute(*search.search(weights, limit)).fetchall() if weights else []
-        return np.array([r[0] for r in rows], np.int64), np.array([float(r[1]) for r in rows], np.float64)
+        return ranked(rows)
 
     def _rows(self, fetched: list[tuple[Any, ...]], payload: bool) -> Rows:
         if not fetched:

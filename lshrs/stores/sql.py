@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
+from numpy.typing import NDArray
+
 from lshrs.stores.base import Metadata
 
 
@@ -30,3 +33,8 @@ def dump_metadata(meta: Metadata | None) -> str | None:
 
 def load_metadata(raw: str | bytes | None) -> Metadata | None:
     return None if raw is None else json.loads(raw)
+
+
+def ranked(rows: list[tuple[Any, ...]]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """(ids, scores) of a keyword search's (id, score) result rows, in their order."""
+    return np.array([r[0] for r in rows], np.int64), np.array([float(r[1]) for r in rows], np.float64)

@@ -11,24 +11,16 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from lshrs.keywords import terms
-from lshrs.stores.sql import quote_identifier
+from lshrs.stores.sql import quote_identifier, ranked
 
 log = logging.getLogger("lshrs")
 
 Found = tuple[NDArray[np.int64], NDArray[np.float64]]
-
-
-def _found(rows: list[tuple[Any, ...]]) -> Found:
-    return np.array([r[0] for r in rows], np.int64), np.array([float(r[1]) for r in rows], np.float64)
-
-
-# -- SQLite ------------------------------------------------------------------------------
 
 
 def fts5_name(table: str) -> str:
@@ -39,7 +31,7 @@ def fts5_search(conn: sqlite3.Connection, table: str, id_column: str, text_colum
     """The `limit` best FTS5 matches (bm25, negated so higher is better), creating the index if missing."""
     words = sorted(set(terms(text)))
     if not words:
-        return _found([])
+        return ranked([])
     _fts5_create(conn, table, id_column, text_column)
     fts = quote_identifier(fts5_name(table))
     match = " OR ".join(f'"{w}"' for w in words)  # \w+ tokens hold no quote: each is one literal term
@@ -47,7 +39,7 @@ def fts5_search(conn: sqlite3.Connection, table: str, id_column: str, text_colum
         f"SELECT rowid, -bm25({fts}) AS score FROM {fts} WHERE {fts} MATCH ? ORDER BY score DESC, rowid LIMIT ?",
         (match, int(limit)),
     ).fetchall()
-    return _found(rows)
+    return ranked(rows)
 
 
 def _fts5_create(conn: sqlite3.Connection, table: str, id_column: str, text_column: str) -> None:
