@@ -104,13 +104,14 @@ class RedisStore:
         return int(sum(pipe.execute()[:-2]))
 
     def scan(self, *, batch_size: int = 10_000, after: int | None = None, payload: bool = True) -> Iterator[Rows]:
+        for ids in self._id_pages(batch_size, after):
+            yield self.get(np.array(ids, np.int64), payload=payload)
+
+    def _id_pages(self, batch_size: int, after: int | None = None) -> Iterator[list[int]]:
+        """Every stored id in ascending order, `batch_size` at a time, starting past `after`."""
         low = b"-" if after is None else b"(" + _member(after)
-        while True:
-            members = self.client.zrangebylex(self._ids_key, low, b"+", start=0, num=batch_size)
-            if not members:
-                return
-            ids = np.array([int(m) - _OFFSET for m in members], np.int64)
-            yield self.get(ids, payload=payload)
+        while members := self.client.zrangebylex(self._ids_key, low, b"+", start=0, num=batch_size):
+            yield [int(m) - _OFFSET for m in members]
             low = b"(" + members[-1]
 
     def keyword_search(self, text: str, limit: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
@@ -123,15 +124,13 @@ class RedisStore:
         return self._keywords.search(self.client.get(self._version_key), self._texts, text, limit)
 
     def _texts(self, batch_size: int = 10_000) -> Iterator[tuple[int, str | None]]:
-        low = b"-"
-        while members := self.client.zrangebylex(self._ids_key, low, b"+", start=0, num=batch_size):
-            ids = [int(m) - _OFFSET for m in members]
+        """(id, text) of every row: only the text field, not the vectors a scan would read."""
+        for ids in self._id_pages(batch_size):
             pipe = self.client.pipeline(transaction=False)
             for i in ids:
                 pipe.hget(self._key(i), "t")
             for i, text in zip(ids, pipe.execute()):
                 yield i, None if text is None else text.decode()
-            low = b"(" + members[-1]
 
     def count(self) -> int:
         return int(self.client.zcard(self._ids_key))
