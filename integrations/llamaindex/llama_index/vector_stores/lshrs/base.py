@@ -211,10 +211,10 @@ class LSHRSVectorStore(BasePydanticVectorStore):
             return _result([])
         if query.node_ids:
             rows = self._lsh.get(keys_for(list(dict.fromkeys(query.node_ids))))
-            if _limits(rows) and "alpha" not in options:
-                return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
             if _limits(rows):
-                wanted = _within(wanted, query.node_ids)
+                if "alpha" not in options:  # by vector: exact cosine over just those nodes
+                    return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
+                wanted = _within(wanted, query.node_ids)  # a keyword mode: the limit joins the filter
         return _result(self._lsh.query(vector, top_k=query.similarity_top_k, filter=wanted, **options))
 
     async def aquery(self, query: VectorStoreQuery, **kwargs: Any) -> VectorStoreQueryResult:
@@ -223,10 +223,10 @@ class LSHRSVectorStore(BasePydanticVectorStore):
             return _result([])
         if query.node_ids:
             rows = await self._lsh.aget(keys_for(list(dict.fromkeys(query.node_ids))))
-            if _limits(rows) and "alpha" not in options:
-                return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
             if _limits(rows):
-                wanted = _within(wanted, query.node_ids)
+                if "alpha" not in options:  # by vector: exact cosine over just those nodes
+                    return _result(_ranked(_passing(rows, wanted), vector, query.similarity_top_k))
+                wanted = _within(wanted, query.node_ids)  # a keyword mode: the limit joins the filter
         return _result(await self._lsh.aquery(vector, top_k=query.similarity_top_k, filter=wanted, **options))
 
 
