@@ -140,7 +140,13 @@ def index_store(index: Attachment, batch_size: int, show_progress: bool) -> int:
     seen = buckets.write_marks()  # before the plan: a writer after this point is noticed by next_chunk
     how = plan(meta, int(seen[0] or 0))
     buckets.set_meta(build=(BuildState.FRESH if how.fresh else BuildState.RUNNING).value)
-    targets = {"pages": Pages(index.store), "buckets": buckets, "clock": steps.Clock, "interrupts": steps.Interrupts()}
+    targets = {
+        "pages": Pages(index.store),
+        "buckets": buckets,
+        "leases": locks.Heartbeats(buckets),
+        "clock": steps.Clock,
+        "interrupts": steps.Interrupts(),
+    }
     done, after, dedupe_all = 0, meta.indexed_through, how.dedupe_all
     with progress.bar(
         f"indexing {index.name}", show=show_progress, total=index.store.count() if show_progress else None

@@ -454,6 +454,7 @@ class LSHRS:
             "index": self.attachment,
             "model": self,
             "buckets": self.buckets,
+            "leases": locks.Heartbeats(self.buckets),
             "store": self.store,
             "pages": self._pages,
             "clock": steps.Clock,

@@ -10,10 +10,12 @@ module only decides what to hold, for how long, and how to let go.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 import uuid
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -43,7 +45,7 @@ class Lease:
 
     stripes: list[int]
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
-    ttl_ms: int = LOCK_TTL_MS
+    ttl_ms: int = field(default_factory=lambda: LOCK_TTL_MS)
 
     def renew(self) -> Steps[None]:
         """Extend the hold by `ttl_ms` from now (the lock script lets a holder take its own stripes again)."""
@@ -61,7 +63,10 @@ def locked(name: str, ids: NDArray[np.int64], body: Steps[T], lease: Lease | Non
 
     A `lease` names the token and time to live (a body that renews it, as
     index() does, passes its own); by default a fresh token for LOCK_TTL_MS.
-    Step targets: ``buckets`` (lock, unlock), ``clock`` (sleep) and ``interrupts``.
+    A heartbeat renews it meanwhile, however long the body or one of its
+    steps takes (a repair() reads the whole store in one step).
+    Step targets: ``buckets`` (lock, unlock), ``leases`` (`Heartbeats`),
+    ``clock`` (sleep) and ``interrupts``.
     """
     stripes = np.unique(ids % LOCK_STRIPES).tolist()
     lease = lease or Lease(stripes)
@@ -74,13 +79,20 @@ def locked(name: str, ids: NDArray[np.int64], body: Steps[T], lease: Lease | Non
         if waited < 1.0 <= waited + pause:
             log.info("index %r: waiting for another writer's lease (a killed writer's expires by itself)", name)
         waited, pause = waited + pause, min(pause * 2, 0.25)
+    beat: Beat | None = None
     try:
         yield call("interrupts", "hold")
+        beat = yield call("leases", "keep", stripes, token, lease.ttl_ms)
         result = yield from body
+        yield call("leases", "end", beat)
     except GeneratorExit:
-        raise  # the driver was interrupted and cannot run a step: the stripes expire after LOCK_TTL_MS
+        if beat is not None:
+            beat.cancel()  # no step can run now: the stripes expire after their time to live
+        raise
     except BaseException:
         try:
+            if beat is not None:
+                yield call("leases", "end", beat, check=False)
             yield call("buckets", "unlock", stripes, token)
         except Exception:  # Redis gone too: the stripes expire after LOCK_TTL_MS; the first error matters
             log.warning("index %r: could not release the writer lock", name, exc_info=True)
@@ -93,3 +105,84 @@ def locked(name: str, ids: NDArray[np.int64], body: Steps[T], lease: Lease | Non
     finally:
         yield call("interrupts", "release")  # raises a Ctrl-C that came meanwhile, now that the writes are whole
     return result
+
+
+class Beat:
+    """One running heartbeat: a thread (blocking verbs) or a task (async verbs) renewing a lease."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.thread: threading.Thread | None = None
+        self.lost = False
+
+    def cancel(self) -> None:
+        """Stop renewing, without waiting (callable where no step can run)."""
+        self.stopped.set()
+        if self.task is not None:
+            self.task.cancel()
+
+
+class Heartbeats:
+    """The ``leases`` step target: renews a held lease every third of its time to live until the section ends.
+
+    Without it a writer whose batch outlived LOCK_TTL_MS kept writing after its
+    stripes had expired, unprotected from a second writer of the same ids.
+    A killed process stops beating, so its stripes still expire on their own.
+    """
+
+    def __init__(self, buckets: Any) -> None:
+        self.buckets = buckets
+
+    def keep(self, stripes: list[int], token: str, ttl_ms: int) -> Beat:
+        beat = Beat()
+
+        def renew() -> None:
+            while not beat.stopped.wait(ttl_ms / 3000):
+                try:
+                    held = self.buckets.lock(stripes, token, ttl_ms)
+                except Exception:
+                    log.warning("could not renew the writer lease; trying again", exc_info=True)
+                    continue
+                if not held:
+                    beat.lost = True
+                    return
+
+        beat.thread = threading.Thread(target=renew, name="lshrs-lease", daemon=True)
+        beat.thread.start()
+        return beat
+
+    async def akeep(self, stripes: list[int], token: str, ttl_ms: int) -> Beat:
+        beat = Beat()
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(ttl_ms / 3000)
+                try:
+                    held = await self.buckets.alock(stripes, token, ttl_ms)
+                except Exception:
+                    log.warning("could not renew the writer lease; trying again", exc_info=True)
+                    continue
+                if not held:
+                    beat.lost = True
+                    return
+
+        beat.task = asyncio.create_task(renew())
+        return beat
+
+    def end(self, beat: Beat, check: bool = True) -> None:
+        beat.cancel()
+        if beat.thread is not None:
+            beat.thread.join()
+        _check(beat, check)
+
+    async def aend(self, beat: Beat, check: bool = True) -> None:
+        beat.cancel()
+        if beat.task is not None:
+            await asyncio.gather(beat.task, return_exceptions=True)
+        _check(beat, check)
+
+
+def _check(beat: Beat, check: bool) -> None:
+    if check and beat.lost:
+        raise TimeoutError("the writer lease expired and another writer took its ids meanwhile: see verify()")

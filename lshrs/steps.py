@@ -16,7 +16,7 @@ import asyncio
 import signal
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Awaitable, Generator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -58,12 +58,16 @@ async def arun(steps: Steps[T], targets: dict[str, Any]) -> T:
     A cancellation at a step is thrown into the generator like any error,
     so its cleanup steps run (a writer releases its lease at once instead
     of holding its ids until the lease expires) before it propagates.
+    Inside a writer's section (`Interrupts.ahold`) a cancellation waits
+    until the section ends, as Ctrl-C does for `run`.
     """
+    guard = targets.get("interrupts")
     try:
         step = next(steps)
         while True:
             try:
-                value, ok = await _perform(targets[step.target], step), True
+                work = _perform(targets[step.target], step)
+                value, ok = await (guard.through(work) if guard is not None and guard.deferring else work), True
             except (Exception, asyncio.CancelledError) as exc:
                 value, ok = exc, False
             step = steps.send(value) if ok else steps.throw(value)
@@ -86,17 +90,23 @@ class Clock:
 
 
 class Interrupts:
-    """Ctrl-C held back while a verb writes the store and then the buckets.
+    """Ctrl-C, or an asyncio cancellation, held back while a verb writes the store and then the buckets.
 
     A KeyboardInterrupt between the two writes (or half way through a bucket
     pipeline) would leave rows the buckets do not count; held back, it is
-    raised as soon as the section ends. Only the blocking driver in the main
-    thread can do this (signal handlers live there); elsewhere it is a no-op.
+    raised as soon as the section ends. The blocking driver can do this only
+    in the main thread (signal handlers live there); elsewhere it is a no-op.
+    The async driver defers a task's cancellation the same way: a store
+    write already running in a worker thread finishes anyway, so a
+    cancellation raised there would leave the buckets behind the store.
+    One instance serves one verb's run.
     """
 
     def __init__(self) -> None:
         self._previous: Any = None
         self._pending = False
+        self.deferring = False
+        self._cancelled = False
 
     def hold(self) -> None:
         if threading.current_thread() is threading.main_thread() and self._previous is None:
@@ -112,10 +122,24 @@ class Interrupts:
             raise KeyboardInterrupt
 
     async def ahold(self) -> None:
-        """asyncio delivers Ctrl-C as task cancellation, which the writes already see at their awaits."""
+        self.deferring = True
 
     async def arelease(self) -> None:
-        pass
+        self.deferring = False
+        if self._cancelled:
+            self._cancelled = False
+            raise asyncio.CancelledError
+
+    async def through(self, work: Awaitable[T]) -> T:
+        """Await `work` to its end though the task is cancelled meanwhile; the cancellation is raised at `arelease`."""
+        task = asyncio.ensure_future(work)
+        while True:
+            try:
+                return await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if task.cancelled():
+                    raise
+                self._cancelled = True
 
     def _defer(self, signum: int, frame: Any) -> None:
         self._pending = True

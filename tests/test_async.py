@@ -114,3 +114,19 @@ async def test_a_cancelled_write_releases_its_lease_at_once(make_index, redis_cl
         await task
     held = [f for f in redis_client.hkeys(f"lshrs:{name}:locks") if f != b"waiting"]
     assert held == []  # released now, not after the lease's 60 s
+
+
+async def test_a_write_cancelled_mid_store_write_still_reaches_the_buckets(make_index):
+    """The store write runs on in its worker thread after a cancellation; the buckets must follow it."""
+    lsh = make_index(store=SlowPut(), family="hyperplanes", exact_below=0)
+    vectors = clustered(500, dim=8)
+    task = asyncio.create_task(lsh.aingest(vectors=vectors, ids=np.arange(500)))
+    await asyncio.sleep(0.3)  # the put is running in its thread
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await asyncio.sleep(1.0)  # whatever the put thread still had to do is done
+    report = lsh.verify()
+    assert report["store_rows"] == 500
+    assert report["ok"], report
+    assert lsh.count() == 500

@@ -6,6 +6,7 @@ re-hash of the store, with no id missing, stale or repeated.
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
 import os
 import shutil
@@ -23,7 +24,8 @@ import redis
 from conftest import clustered
 from servers import Postgres, debian_pg_bindir, free_port, wait_until
 
-from lshrs import LSHRS, MemoryStore, PostgresStore, SQLiteStore, writes
+from lshrs import LSHRS, MemoryStore, PostgresStore, SQLiteStore, locks, writes
+from lshrs.buckets import Buckets
 
 
 def test_verify_reports_and_repair_fixes_every_kind_of_drift(make_index, tmp_path, name):
@@ -237,7 +239,6 @@ def test_ctrl_c_during_a_write_is_raised_after_the_buckets_caught_up(make_index)
 def test_ctrl_c_handler_comes_back_when_redis_fails_mid_write(make_index, monkeypatch):
     """A write that fails with Redis unreachable (so the unlock fails too) must not leave
     lshrs' deferring SIGINT handler installed: this process would swallow every later Ctrl-C."""
-    from lshrs.buckets import Buckets
 
     lsh = make_index()
     lsh.ingest(vectors=np.eye(4, 8, dtype=np.float32))
@@ -270,7 +271,6 @@ def lost_replies(monkeypatch):
     within its retry window does to a writer. `state["left"]` pipelines lose
     their replies; `state["dropped"]` counts them.
     """
-    from lshrs.buckets import Buckets
 
     state = {"left": 0, "dropped": 0, "armed": False}
     run_once, read = Buckets._run_once, redis.connection.Connection.read_response
@@ -329,7 +329,6 @@ def test_a_resent_bucket_pipeline_writes_each_entry_once(redis_url, name, lost_r
 @pytest.mark.parametrize("family", ["centroids", "hyperplanes"])
 def test_a_first_build_that_died_mid_pipeline_is_finished_without_repeats(make_index, monkeypatch, family):
     """The server ran the first calls of the first write pipeline, then the writer died (before any checkpoint)."""
-    from lshrs.buckets import Buckets
 
     vectors = clustered(2_000, dim=16, seed=4)
     store = MemoryStore()
@@ -424,3 +423,67 @@ def test_a_build_lets_a_waiting_writer_in_between_chunks(make_index, monkeypatch
     assert done == [20] and build.is_alive()  # the writer got in while the build was still running
     build.join()
     assert builder.verify()["ok"] and builder.count() == 19_980
+
+
+class SlowStore(MemoryStore):
+    """A MemoryStore whose get and put each take `pause` seconds."""
+
+    def __init__(self, pause: float) -> None:
+        super().__init__()
+        self.pause = pause
+
+    def get(self, *args, **kwargs):
+        time.sleep(self.pause)
+        return super().get(*args, **kwargs)
+
+    def put(self, *args, **kwargs):
+        time.sleep(self.pause)
+        return super().put(*args, **kwargs)
+
+
+@pytest.mark.parametrize("verb", ["ingest", "aingest"])
+def test_a_write_longer_than_its_lease_keeps_other_writers_out(make_index, monkeypatch, redis_client, name, verb):
+    """The lease is renewed while the writer runs: a second writer stays out for the whole write."""
+    monkeypatch.setattr(locks, "LOCK_TTL_MS", 900)
+    lsh = make_index(store=SlowStore(0.7), family="hyperplanes", exact_below=0)
+    ids = np.arange(50)
+    stripes = np.unique(ids % locks.LOCK_STRIPES).tolist()
+    taken = []
+
+    def second_writer():
+        time.sleep(1.3)  # get and put took 1.4 s of the write: past the 0.9 s lease, not past a renewed one
+        taken.append(lsh.buckets.lock(stripes, "second", 900))
+
+    probe = threading.Thread(target=second_writer)
+    probe.start()
+    vectors = clustered(50, dim=8)
+    if verb == "ingest":
+        lsh.ingest(vectors=vectors, ids=ids)
+    else:
+        asyncio.run(lsh.aingest(vectors=vectors, ids=ids))
+    probe.join()
+    assert taken == [False]
+    assert redis_client.hkeys(f"lshrs:{name}:locks") in ([], [b"waiting"])  # released at the end, heartbeat gone
+    assert lsh.verify()["ok"]
+
+
+class LeaseThief(SlowStore):
+    """Its put lets the writer's lease lapse and hands the stripes to another writer, as a stalled process would."""
+
+    def __init__(self, client, name) -> None:
+        super().__init__(0.0)
+        self.client, self.name = client, name
+
+    def put(self, *args, **kwargs):
+        self.client.delete(f"lshrs:{self.name}:locks")
+        ids = np.asarray(args[0])
+        Buckets(self.client, self.name).lock(np.unique(ids % locks.LOCK_STRIPES).tolist(), "thief", 60_000)
+        time.sleep(0.5)  # a heartbeat comes meanwhile
+        return super().put(*args, **kwargs)
+
+
+def test_a_writer_whose_lease_was_taken_is_told(make_index, monkeypatch, redis_client, name):
+    monkeypatch.setattr(locks, "LOCK_TTL_MS", 900)
+    lsh = make_index(store=LeaseThief(redis_client, name), family="hyperplanes", exact_below=0)
+    with pytest.raises(TimeoutError, match="another writer took"):
+        lsh.ingest(vectors=clustered(20, dim=8), ids=np.arange(20))
