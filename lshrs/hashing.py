@@ -65,9 +65,16 @@ class HashFamily(Protocol):
         ...
 
     def code_scores(
-        self, queries: NDArray[np.float32], query_index: NDArray[np.int64], codes: NDArray[np.uint8]
+        self,
+        queries: NDArray[np.float32],
+        query_index: NDArray[np.int64],
+        codes: NDArray[np.uint8],
+        at: NDArray[np.int64] | None = None,
     ) -> NDArray[np.float32]:
-        """How close each candidate's code is to its query (higher is closer), shape (m,)."""
+        """How close each candidate's code is to its query (higher is closer), shape (m,).
+
+        Candidate i's code is ``codes[at[i]]`` when `at` is given, else ``codes[i]``.
+        """
         ...
 
     def codes(self, vectors: NDArray[np.float32]) -> NDArray[np.int64]:

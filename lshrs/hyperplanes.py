@@ -80,7 +80,11 @@ class Hyperplanes:
         return np.empty((len(vectors), 0), np.uint8)
 
     def code_scores(
-        self, queries: NDArray[np.float32], query_index: NDArray[np.int64], codes: NDArray[np.uint8]
+        self,
+        queries: NDArray[np.float32],
+        query_index: NDArray[np.int64],
+        codes: NDArray[np.uint8],
+        at: NDArray[np.int64] | None = None,
     ) -> NDArray[np.float32]:
         raise TypeError("hyperplanes keep no ranking codes: their candidates are ranked by collision count")
 

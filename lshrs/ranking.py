@@ -105,19 +105,36 @@ def head(pairs: Pairs, limits: NDArray[np.int64]) -> Pairs:
 def best_per_query(pairs: Pairs, limits: NDArray[np.int64]) -> Pairs:
     """The best `limits[q]` pairs of every query, ranked; `pairs` grouped by query but not sorted.
 
-    A single query (the common case) partitions instead of sorting all its
-    candidates: only the few hundred kept are sorted.
+    Each query partitions its own run of candidates and sorts only the few
+    hundred it keeps: sorting a whole batch's pairs (two million for 200
+    queries) cost 40 ms where the runs take a few.
     """
     if len(pairs) == 0:
         return pairs
     if pairs.query[0] == pairs.query[-1]:
-        k = int(limits[pairs.query[0]])
-        if k < len(pairs):
-            keep = np.argpartition(-pairs.value, k - 1)[:k]
-            pairs = Pairs(pairs.query[keep], pairs.ids[keep], pairs.value[keep])
-        order = np.argsort(-pairs.value, kind="stable")
-        return Pairs(pairs.query[order], pairs.ids[order], pairs.value[order])
-    return head(rank(pairs), limits)
+        return _best_of_run(pairs, int(limits[pairs.query[0]]))
+    kept = [
+        _best_of_run(Pairs(pairs.query[lo:hi], pairs.ids[lo:hi], pairs.value[lo:hi]), int(limits[q]))
+        for q, lo, hi in runs(pairs.query)
+    ]
+    return Pairs.concat(*kept)
+
+
+def _best_of_run(pairs: Pairs, k: int) -> Pairs:
+    if k < len(pairs):
+        keep = np.argpartition(-pairs.value, k - 1)[:k]
+        pairs = Pairs(pairs.query[keep], pairs.ids[keep], pairs.value[keep])
+    order = np.argsort(-pairs.value, kind="stable")
+    return Pairs(pairs.query[order], pairs.ids[order], pairs.value[order])
+
+
+def runs(query: NDArray[np.int64]) -> list[tuple[int, int, int]]:
+    """(query, start, stop) of each run of equal values in `query`: the pairs of each query, when grouped."""
+    if len(query) == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
+    stops = np.r_[starts[1:], len(query)]
+    return list(zip(query[starts].tolist(), starts.tolist(), stops.tolist()))
 
 
 def top_p_limits(pairs: Pairs, n_queries: int, top_k: int, top_p: float | None) -> NDArray[np.int64]:

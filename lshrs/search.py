@@ -208,18 +208,18 @@ def candidates(index: Attachment, vecs: NDArray[np.float32], probes: int) -> Ste
     mask = (1 << hasher.num_bits) - 1
     fetched = yield call("buckets", "fetch", unique_buckets >> hasher.num_bits, unique_buckets & mask)
     members, sizes, entries, generation, marks = fetched
+    at = None
     if len(vecs) == 1 and len(unique_buckets) == len(slot_bucket):
         # One query probing distinct buckets: every member is its candidate once, in any order.
         queries, ids = np.zeros(len(members), np.int64), members
     else:
         slot_query = np.repeat(np.arange(len(vecs), dtype=np.int64), codes.shape[1] * codes.shape[2])
         queries, ids, at = ranking.expand_buckets(members, sizes, slot_key.reshape(-1), slot_query)
-        marks = None if marks is None else marks[at]
     size = entries // hasher.num_tables
     if marks is None:
         return ranking.count_collisions(queries, ids), size, generation
     # One entry per vector (one table, distinct probed buckets): no counting, the codes rank.
-    scores = hasher.code_scores(vecs, queries, marks).astype(np.float64)
+    scores = hasher.code_scores(vecs, queries, marks, at).astype(np.float64)
     return ranking.Pairs(queries, ids, scores), size, generation
 
 

@@ -9,6 +9,7 @@ from conftest import clustered, exact_top_k, index_factory
 
 from lshrs import LSHRS, MemoryStore
 from lshrs.centroids import TRAIN_MIN_ROWS, Centroids
+from lshrs.codes import PREFILTER
 
 DIM = 32
 
@@ -80,6 +81,16 @@ def test_a_query_reranks_only_its_depth_of_code_ranked_candidates(make_index, co
     store.reads.clear()
     lsh.query(queries[0], top_k=10, top_p=0.5)
     assert store.reads[0] >= 0.5 * lsh.candidate_counts(queries[:1])[0] - 1
+
+
+def test_a_batch_ranks_each_query_as_it_would_alone(make_index, corpus):
+    """query_many scores each query's run of candidates on its own; past PREFILTER candidates the cut matters."""
+    vectors, queries, _ = corpus
+    lsh = built(make_index, vectors, family="centroids", exact_below=0)
+    assert lsh.candidate_counts(queries, num_probes=120).min() > PREFILTER
+    batch = lsh.query_many(queries, top_k=10, num_probes=120)
+    alone = [lsh.query(q, top_k=10, num_probes=120) for q in queries]
+    assert [[h.id for h in row] for row in batch] == [[h.id for h in row] for row in alone]
 
 
 def test_a_small_index_stays_exact_then_trains_itself(make_index):
