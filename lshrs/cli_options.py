@@ -7,7 +7,6 @@ options into an open `LSHRS`. It knows nothing of what the commands do.
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +14,8 @@ from typing import Any
 
 import click
 
-from lshrs import connection, embedded
-from lshrs.buckets import Buckets
-from lshrs.definition import STORE
-from lshrs.index import LSHRS, default_table
+from lshrs import embedded
+from lshrs.index import LSHRS
 
 
 @dataclass(frozen=True)
@@ -37,43 +34,21 @@ class Target:
         """The index, with the store the options chose (SQLite under data_dir by default).
 
         The table and its columns come from the options, else from the
-        mapping the index keeps (`Store.describe`), else from the defaults:
-        so after a first ``lshrs index --table ...`` on an existing table,
-        every later command needs only the DSN (or path) and the name.
+        mapping the index keeps (`Store.describe`), else from the defaults
+        (lshrs/reopen.py): so after a first ``lshrs index --table ...`` on an
+        existing table, every later command needs only the DSN (or path) and the name.
         """
         if self.postgres_dsn and self.sqlite:
             raise click.UsageError("give --postgres-dsn or --sqlite, not both")
-        saved = self._saved_mapping()
-        store: Any = None
-        if self.postgres_dsn:
-            from lshrs.stores.postgres import PostgresStore
-
-            store = PostgresStore(self.postgres_dsn, **self._columns(saved, "postgres", self.name))
-        elif self.sqlite or self.mapping or saved.get("kind") == "sqlite":
-            from lshrs.stores.sqlite import SQLiteStore
-
-            path = self.sqlite or Path(self.data_dir) / "lshrs.sqlite3"
-            table = self.name if self.sqlite else default_table(self.name)  # as LSHRS names its default table
-            store = SQLiteStore(path, **self._columns(saved, "sqlite", table))
-        return LSHRS(name=self.name, redis_url=self.redis_url, store=store, data_dir=self.data_dir, **params)
-
-    def _saved_mapping(self) -> dict[str, Any]:
-        """The store mapping the index keeps in Redis ({} for a new index), read with a short-lived client."""
-        client, owned = connection.connect(None, self.redis_url, self.data_dir)
-        try:
-            raw = Buckets(client, self.name).meta_field(STORE)
-        finally:
-            if owned:
-                client.close()
-        return json.loads(raw) if raw else {}
-
-    def _columns(self, saved: dict[str, Any], kind: str, table: str) -> dict[str, Any]:
-        """Table and column arguments of the store: the options over the saved mapping (of the same kind)."""
-        found = {k: v for k, v in saved.items() if k != "kind"} if saved.get("kind") == kind else {}
-        found.setdefault("table", table)
-        if kind == "sqlite":
-            found.pop("schema", None)
-        return {**found, **self.mapping}
+        return LSHRS(
+            name=self.name,
+            redis_url=self.redis_url,
+            postgres_dsn=self.postgres_dsn,
+            sqlite=self.sqlite,
+            mapping=self.mapping or None,
+            data_dir=self.data_dir,
+            **params,
+        )
 
 
 # The options naming the store's table and columns: PostgresStore / SQLiteStore arguments of the same names.

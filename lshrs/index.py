@@ -9,7 +9,6 @@ outside this module reaches into an `LSHRS`; they take its parts.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs import audit, build, connection, embedded, filters, hybrid, inputs, locks, search, steps, writes
+from lshrs import audit, build, connection, embedded, filters, hybrid, inputs, locks, reopen, search, steps, writes
 from lshrs import tune as tuning
 from lshrs.attachment import Attachment
 from lshrs.buckets import Buckets
@@ -34,6 +33,7 @@ from lshrs.definition import (
 )
 from lshrs.embeddings import Embedder
 from lshrs.hashing import HashFamily
+from lshrs.reopen import default_table
 from lshrs.search import Hit
 from lshrs.sketch import DEFAULT_CAPACITY as DEFAULT_SKETCH_CAPACITY
 from lshrs.sketch import SketchCache
@@ -99,6 +99,15 @@ class LSHRS:
         redis_url: used when `redis` is not given; else ``REDIS_URL``; else an
             embedded server under `data_dir`.
         store: where documents live; default an SQLite file under `data_dir`.
+        postgres_dsn: instead of `store`, keep documents in this Postgres
+            database, in the table the index keeps (see `mapping`).
+        sqlite: instead of `store`, keep documents in this SQLite file.
+        mapping: with `postgres_dsn`, `sqlite` or the default file, the table
+            and columns of an existing table (``table``, ``schema``,
+            ``id_column``, ``vector_column``, ``text_column``,
+            ``metadata_column``; None for a column the table lacks). The
+            index keeps them at its first write, so a later process
+            reattaches with the name and the DSN (or file) alone.
         data_dir: directory of the embedded Redis and SQLite data.
         embedding_model: sentence-transformers name or model, or any callable
             texts -> (n, d) array; used for texts given to ingest and query.
@@ -127,6 +136,9 @@ class LSHRS:
         redis_url: str | None = None,
         async_redis: Any = None,
         store: Store | None = None,
+        postgres_dsn: str | None = None,
+        sqlite: str | Path | None = None,
+        mapping: Mapping[str, str | None] | None = None,
         data_dir: str | Path = embedded.DEFAULT_DATA_DIR,
         embedding_model: str | Embedder | Any | None = None,
         embed_batch_size: int = 64,
@@ -148,14 +160,16 @@ class LSHRS:
         nlist = None if nlist is None else inputs.positive("nlist", nlist)
         self._rerank_depth = None if rerank_depth is None else inputs.positive("rerank_depth", rerank_depth)
         if store is not None:
+            if postgres_dsn or sqlite or mapping is not None:
+                raise TypeError("give store, or postgres_dsn / sqlite / mapping for lshrs to open one; not both")
             capabilities(store)  # a store lacking a required method is refused here, not at its first use
         self.redis, self._owns_client = connection.connect(redis, redis_url, data_dir)
         self._pages: Pages | None = None
         self._owns_store = store is None
         if store is None:
-            from lshrs.stores.sqlite import SQLiteStore
-
-            store = SQLiteStore(Path(data_dir) / "lshrs.sqlite3", table=default_table(name))
+            store = reopen.open_store(
+                self.redis, self.name, postgres_dsn=postgres_dsn, sqlite=sqlite, data_dir=data_dir, mapping=mapping
+            )
         self._text_model = TextModel(embedding_model, embed_batch_size)
         buckets = Buckets(self.redis, self.name)
         buckets.bind_async(_async_maker(self.redis, async_redis))  # not a bound method: no cycle through self
@@ -621,18 +635,6 @@ class LSHRS:
 
     def __repr__(self) -> str:
         return f"LSHRS(name={self.name!r}, params={self.params}, store={type(self.store).__name__})"
-
-
-def default_table(name: str) -> str:
-    """The default store's table: the index name, made case-proof.
-
-    SQLite table names ignore case, so "Docs" and "docs" would share one
-    table; a name with capitals gets its lowercase form plus a digest of the
-    original. Lowercase names (every earlier default) keep their table.
-    """
-    if name == name.lower():
-        return name
-    return f"{name.lower()}_{hashlib.blake2b(name.encode(), digest_size=4).hexdigest()}"
 
 
 def _async_maker(client: Any, given: Any) -> Any:
