@@ -258,6 +258,14 @@ class Buckets(Housekeeping):
         _, scripts = self.async_client()
         return bool(await scripts["lock"](keys=[self.lock_key], args=[token, ttl_ms, *stripes]))
 
+    def renew(self, stripes: list[int], token: str, ttl_ms: int) -> bool:
+        """Extend stripes `token` holds, all or none; False when any is no longer its own."""
+        return bool(self._scripts["renew"](keys=[self.lock_key], args=[token, ttl_ms, *stripes]))
+
+    async def arenew(self, stripes: list[int], token: str, ttl_ms: int) -> bool:
+        _, scripts = self.async_client()
+        return bool(await scripts["renew"](keys=[self.lock_key], args=[token, ttl_ms, *stripes]))
+
     def writers_waited(self) -> bool:
         """Whether a writer failed to take a lock since the last call (see scripts.py's lock)."""
         return bool(self._scripts["waited"](keys=[self.lock_key]))
@@ -334,7 +342,7 @@ class Buckets(Housekeeping):
         replies = self._run(calls)
         self._check_meta(replies[n_remove:])
         removed = int(sum(replies[:n_remove]))
-        if removed:
+        if removed and self._cluster:
             self._check_meta([self._scripts["count_once"](keys=once.meta(), args=[ONCE_TTL_MS, ENTRIES, -removed])])
         return removed
 
@@ -344,7 +352,7 @@ class Buckets(Housekeeping):
         replies = await self._arun(calls)
         self._check_meta(replies[n_remove:])
         removed = int(sum(replies[:n_remove]))
-        if removed:
+        if removed and self._cluster:
             _, scripts = self.async_client()
             decrement = await scripts["count_once"](keys=once.meta(), args=[ONCE_TTL_MS, ENTRIES, -removed])
             self._check_meta([decrement])
@@ -361,28 +369,48 @@ class Buckets(Housekeeping):
     def _apply_calls(
         self, add: BucketWrites | None, remove: BucketWrites | None, once: _Once
     ) -> tuple[list[Call], int]:
+        """The pipeline of one `apply`, and how many of its calls remove.
+
+        On a standalone server each write script moves the entry counter (and,
+        removing, the generation) itself (scripts._counted), so any prefix of
+        the pipeline that ran leaves them in step with the entries; a cluster
+        keeps the meta hash in another slot, so there they are calls of their own.
+        """
+        counted = not self._cluster
+        meta = [self.meta_key] if counted else []
         calls: list[Call] = []
         ttl = ONCE_TTL_MS
         if remove is not None:
             widths = [self.layout.id_bytes, self.layout.entry_bytes]
+            name = "remove_counted" if counted else "remove"
             for keys, args in packing.script_groups(self.layout, self.prefix, remove, with_codes=False):
-                calls.append(("remove", [once.beside(keys[0]), *keys], [ttl, *widths, *args]))
+                calls.append((name, [once.beside(keys[0]), *keys, *meta], [ttl, *widths, *args]))
         n_remove = len(calls)
-        if n_remove:  # tells every process's sketch cache that a vector may have changed (sketch.py)
+        if n_remove and not counted:  # tells every process's sketch cache that a vector may have changed (sketch.py)
             calls.append(("if_meta", [self.meta_key], ["HINCRBY", GENERATION, 1]))
         if add is not None and (self._cluster or self.layout.group_bits > 8):  # packed fields are one byte
-            calls += [
-                ("append", [once.beside(keys[0]), *keys], [ttl, self.layout.small_max, *args])
-                for keys, args in packing.script_groups(self.layout, self.prefix, add, with_codes=True)
-            ]
+            for keys, args in packing.script_groups(self.layout, self.prefix, add, with_codes=True):
+                if counted:
+                    entries = sum(len(ids) for ids in args[1::2]) // self.layout.entry_bytes
+                    calls.append(
+                        (
+                            "append_counted",
+                            [once.beside(keys[0]), *keys, *meta],
+                            [ttl, self.layout.small_max, *args, entries],
+                        )
+                    )
+                else:
+                    calls.append(("append", [once.beside(keys[0]), *keys], [ttl, self.layout.small_max, *args]))
         elif add is not None:
             calls += [
-                ("append_packed", [once.key()], [ttl, *argv])
+                ("append_packed", [once.key(), self.meta_key], [ttl, *argv])
                 for argv in packing.packed_appends(self.layout, self.prefix, add)
             ]
-        if add is not None:
+        if add is not None and not counted:
             # the added count is known up front, so it rides in the same pipeline
             calls.append(("count_once", once.meta(), [ttl, ENTRIES, add.entries]))
+        if counted:  # nil when the index was cleared under this writer (_check_meta raises)
+            calls.append(("if_meta", [self.meta_key], ["HEXISTS", ENTRIES]))
         return calls, n_remove
 
     # -- reads ------------------------------------------------------------

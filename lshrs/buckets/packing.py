@@ -169,7 +169,7 @@ def script_groups(
 def packed_appends(layout: Layout, prefix: bytes, writes: BucketWrites) -> list[list[bytes]]:
     """ARGV of the packed append script, about `PACKED_BUCKETS` buckets per call.
 
-    Six arguments per call instead of three per bucket: redis-py's
+    Seven arguments per call instead of three per bucket: redis-py's
     Python command packing of about a million arguments was half of a
     122k-vector build (benchmarks/results/compare.md).
     """
@@ -198,6 +198,7 @@ def packed_appends(layout: Layout, prefix: bytes, writes: BucketWrites) -> list[
                 field[a:b].astype(np.uint8).tobytes(),
                 lengths[a:b].tobytes(),
                 packed[int(lo[a]) : int(hi[b - 1])],
+                b"%d" % ((int(hi[b - 1]) - int(lo[a])) // width),  # entries, for the counter
             ]
         )
         first_group = last_group

@@ -48,12 +48,34 @@ def _once(body: str) -> str:
     return _ONCE_BEGIN + "local result = 0\n" + body + _ONCE_END
 
 
+def _counted(body: str, delta: str) -> str:
+    """`body` (looping over KEYS[3..LAST]) as a standalone write that also keeps the entry counter.
+
+    KEYS gains the meta hash as its last key. The counter moves in the same
+    script as the entries, so a client killed part way through a pipeline
+    leaves them in step: with the counter as a separate call after the
+    pipeline, a delete killed between the two left count() too high for
+    good (a rerun removes nothing more, so it decrements nothing). A cluster
+    cannot do this (the meta hash is in another slot); there the counter
+    stays a separate call, and a build's recount or repair() mends it.
+    """
+    tail = f"""
+local delta = {delta}
+if delta ~= 0 and redis.call('EXISTS', KEYS[#KEYS]) == 1 then
+  redis.call('HINCRBY', KEYS[#KEYS], '{ENTRIES}', delta)
+  if delta < 0 then redis.call('HINCRBY', KEYS[#KEYS], '{GENERATION}', 1) end
+end
+"""
+    return _once(body.replace("LAST", "#KEYS - 1") + tail)
+
+
 # One group: KEYS = [once, hash, large string of each field...],
 # ARGV = [ttl, small_max, field1, ids1, field2, ids2, ...]. Appends packed ids to
 # each bucket, moving a bucket to its string once it outgrows small_max.
-_APPEND = _once("""
+# (Counted: ARGV ends with the number of entries appended.)
+_APPEND_BODY = """
 local limit = tonumber(ARGV[2])
-for i = 3, #KEYS do
+for i = 3, LAST do
   local field, add = ARGV[2 * i - 3], ARGV[2 * i - 2]
   if redis.call('EXISTS', KEYS[i]) == 1 then
     redis.call('APPEND', KEYS[i], add)
@@ -67,15 +89,18 @@ for i = 3, #KEYS do
     end
   end
 end
-""")
+"""
+_APPEND = _once(_APPEND_BODY.replace("LAST", "#KEYS"))
+_APPEND_COUNTED = _counted(_APPEND_BODY, "tonumber(ARGV[#ARGV])")
 
 # Standalone Redis only (it builds key names): _APPEND for many groups in one
-# call. KEYS = [once]; ARGV = [ttl, small_max, the index's key prefix, "table.group:buckets"
-# tokens separated by spaces, one byte per bucket with its field, a
+# call, counted. KEYS = [once, meta hash]; ARGV = [ttl, small_max, the index's key prefix,
+# "table.group:buckets" tokens separated by spaces, one byte per bucket with its field, a
 # little-endian uint32 per bucket with its byte length, every bucket's ids
-# concatenated]. A bucket is read from its group hash first, where nearly all
+# concatenated, the number of entries]. A bucket is read from its group hash first, where nearly all
 # of them live, and from its own string only when the hash lacks it.
-_APPEND_PACKED = _once("""
+_APPEND_PACKED = _counted(
+    """
 local limit, prefix, fields, lengths, ids = tonumber(ARGV[2]), ARGV[3], ARGV[5], ARGV[6], ARGV[7]
 local b, pos = 0, 1
 for tag, n in string.gmatch(ARGV[4], '(%d+%.%d+):(%d+)') do
@@ -101,16 +126,19 @@ for tag, n in string.gmatch(ARGV[4], '(%d+%.%d+):(%d+)') do
     end
   end
 end
-""")
+""",
+    "tonumber(ARGV[8])",
+)
 
 # One group: KEYS as _APPEND, ARGV = [ttl, id width, entry width, field1, ids1, ...]
 # (an entry is an id, then its ranking code where the index keeps codes).
 # Drops every entry whose id is one of the given ids (compared at aligned
 # offsets) and deletes buckets left empty. Returns how many entries were removed.
-_REMOVE = _once("""
+# (Counted: the counter moves by what was removed.)
+_REMOVE_BODY = """
 local width, stride = tonumber(ARGV[2]), tonumber(ARGV[3])
 local removed = 0
-for i = 3, #KEYS do
+for i = 3, LAST do
   local field, ids = ARGV[2 * i - 2], ARGV[2 * i - 1]
   local large = true
   local blob = redis.call('GET', KEYS[i])
@@ -139,7 +167,9 @@ for i = 3, #KEYS do
   end
 end
 result = removed
-""")
+"""
+_REMOVE = _once(_REMOVE_BODY.replace("LAST", "#KEYS"))
+_REMOVE_COUNTED = _counted(_REMOVE_BODY, "-removed")
 
 # Standalone Redis only (it builds key names, which a cluster forbids across
 # slots): read many buckets in one call. ARGV[1] = the index's key prefix,
@@ -193,6 +223,22 @@ for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], value) end
 return 1
 """
 
+# Extend the stripes this token still holds. KEYS[1] = the hash; ARGV = [token, ttl_ms, stripe...].
+# Returns 0, extending nothing, when any of them is no longer the token's: unlike
+# _LOCK it never takes a free stripe, so a heartbeat's renewal that arrives after
+# its writer's unlock (on another connection) cannot hold the ids again.
+_RENEW = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+for i = 3, #ARGV do
+  local held = redis.call('HGET', KEYS[1], ARGV[i])
+  if not held or string.match(held, '^(%S+) ') ~= ARGV[1] then return 0 end
+end
+local value = ARGV[1] .. ' ' .. (now_ms + tonumber(ARGV[2]))
+for i = 3, #ARGV do redis.call('HSET', KEYS[1], ARGV[i], value) end
+return 1
+"""
+
 # One key, the locks hash: whether a writer waited since the last call (and forget it).
 _WAITED = """
 return redis.call('HDEL', KEYS[1], 'waiting')
@@ -232,12 +278,15 @@ SCRIPTS = {
     "count_once": _COUNT_ONCE,
     "append_packed": _APPEND_PACKED,
     "lock": _LOCK,
+    "renew": _RENEW,
     "unlock": _UNLOCK,
     "waited": _WAITED,
     "create": _CREATE_META,
     "replace": _REPLACE_META,
     "append": _APPEND,
+    "append_counted": _APPEND_COUNTED,
     "remove": _REMOVE,
+    "remove_counted": _REMOVE_COUNTED,
     "read_many": _READ_MANY,
     "read_group": _READ_GROUP,
 }
