@@ -7,9 +7,11 @@ search.py, so the sync and async verbs share every line. Step targets:
 (for the lease, see locks.py).
 
 Why this order: the store is the truth. A replaced or deleted vector's old
-bucket entries are found by re-hashing its stored copy, so an ingest reads
-the old rows before it overwrites them, and a delete removes the bucket
-entries before the rows.
+bucket entries are found by re-hashing its stored copy, so a replacement
+moves the entries before it overwrites the row, a new document is stored
+before its entries are added, and a delete removes the entries before the
+rows: whichever step a fault stops at, running the verb again completes it
+(tests/test_fault_sweep.py).
 """
 
 from __future__ import annotations
@@ -70,7 +72,18 @@ def ingest_steps(
 
 
 def replace_steps(index: Attachment, part: Rows, family: HashFamily, *, fresh: bool = False) -> Steps[bool]:
-    """Store first, then buckets: the old rows' buckets are found by re-hashing their stored vectors.
+    """Write a part to the store and its entries to the buckets, in the order a fault cannot break.
+
+    An id the store already holds has its old entries where its stored
+    vector hashes, so its buckets move first, while the store still says
+    where they are, and the store is written after: a fault between the two
+    leaves the old row, and running the write again finds the old entries
+    from it. (Store first, a fault before the buckets moved lost the only
+    record of where the old entries were: they stayed, stale, for good.)
+    The move removes the new entries too, so running it twice changes nothing.
+    An id the store lacks goes the other way, store first, so a fault never
+    leaves entries for a row that does not exist; running it again finds the
+    row and takes the first path.
 
     With `fresh` (ids just drawn for new documents) nothing is written, and
     False returned, when a row already holds one of them: under the lock, so
@@ -79,11 +92,17 @@ def replace_steps(index: Attachment, part: Rows, family: HashFamily, *, fresh: b
     old = yield call("store", "get", part.ids, payload=False)
     if fresh and len(old):
         return False
+    if not family.trained:  # no buckets yet: the store is all there is until the centroids are trained
+        yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
+        return True
+    held = np.isin(part.ids, old.ids)
+    if held.any():
+        ids, vectors = part.ids[held], part.vectors[held]
+        moved = entries(index, family, np.concatenate([old.ids, ids]), np.concatenate([old.vectors, vectors]))
+        yield call("buckets", "apply", add=entries(index, family, ids, vectors), remove=moved)
     yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
-    if not family.trained:
-        return True  # no buckets yet: the store is all there is until the centroids are trained
-    add = entries(index, family, part.ids, part.vectors)
-    yield call("buckets", "apply", add=add, remove=entries(index, family, old.ids, old.vectors) if len(old) else None)
+    if not held.all():
+        yield call("buckets", "apply", add=entries(index, family, part.ids[~held], part.vectors[~held]))
     return True
 
 
