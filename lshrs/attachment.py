@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lshrs import centroids
+from lshrs import centroids, locks
 from lshrs import definition as fields
 from lshrs.buckets import Buckets, Layout, server_layout
 from lshrs.definition import BuildState, Definition, Meta
@@ -117,25 +117,34 @@ class Attachment:
         self.definition = None
         self.family = None
 
-    def train(self, batch_size: int, *, show_progress: bool = False, seed: int = 0) -> bool:
+    def train(self, batch_size: int, *, show_progress: bool = False, seed: int = 0, again: bool = False) -> bool:
         """Draw centroids from a uniform sample of the store and make them the index's (centroid family).
 
         The definition is swapped in one step and marked `BuildState.REDEFINE`,
         like the tuner's apply, so the next `index()` drops any old buckets and
         places every stored row; readers see the old definition or the new one.
+        One process trains at a time (locks.one_trainer): unless `again` (an
+        asked-for retrain), a process whose turn comes after another trained
+        keeps those centroids instead of drawing its own.
         Returns False, changing nothing, while the store is too small to train.
         """
-        rows = self.store.count()
         if self.family is None and not self.attach():
             return False
-        nlist = self.requested_nlist or centroids.default_nlist(rows)
-        if rows < max(centroids.TRAIN_MIN_ROWS, nlist):
-            return False
-        source = Source(self.store, self.name, self.dim, batch_size, show_progress)
-        size = min(rows, max(nlist * centroids.TRAIN_ROWS_PER_CENTROID, centroids.TRAIN_MIN_ROWS))
-        sample, seen = reservoir(source, size, np.random.default_rng(seed))
-        family = centroids.Centroids.fit(sample.vectors, nlist, seed=seed, trained_rows=seen)
-        self._replace(self._definition_of(family), {fields.BUILD: BuildState.REDEFINE.value})
+        with locks.one_trainer(self.buckets.client, self.buckets.prefix + b"training", self.name):
+            if not again:
+                self.attach()  # what the index is now: another process may have trained it meanwhile
+                assert self.family is not None
+                if self.family.trained and not self.outgrown():
+                    return True
+            rows = self.store.count()
+            nlist = self.requested_nlist or centroids.default_nlist(rows)
+            if rows < max(centroids.TRAIN_MIN_ROWS, nlist):
+                return False
+            source = Source(self.store, self.name, self.dim, batch_size, show_progress)
+            size = min(rows, max(nlist * centroids.TRAIN_ROWS_PER_CENTROID, centroids.TRAIN_MIN_ROWS))
+            sample, seen = reservoir(source, size, np.random.default_rng(seed))
+            family = centroids.Centroids.fit(sample.vectors, nlist, seed=seed, trained_rows=seen)
+            self._replace(self._definition_of(family), {fields.BUILD: BuildState.REDEFINE.value})
         log.info("index %r: trained %d centroids on %d of %d rows", self.name, nlist, len(sample), seen)
         return True
 

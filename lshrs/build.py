@@ -118,9 +118,13 @@ def check_stored(index: Attachment, ids: NDArray[np.int64]) -> None:
         )  # fmt: skip
 
 
-def train_and_index(index: Attachment, batch_size: int, show_progress: bool = False) -> int:
-    """Train a centroid index on its store and place every row; 0 while the store is too small to train."""
-    if not index.train(batch_size, show_progress=show_progress):
+def train_and_index(index: Attachment, batch_size: int, show_progress: bool = False, again: bool = False) -> int:
+    """Train a centroid index on its store and place every row; 0 while the store is too small to train.
+
+    `again` retrains an index already trained (index(retrain=True)); without
+    it, an index another process trained meanwhile keeps its centroids.
+    """
+    if not index.train(batch_size, show_progress=show_progress, again=again):
         return 0
     return index_store(index, batch_size, show_progress)
 

@@ -300,7 +300,7 @@ class LSHRS:
         if ids is not None or vectors is not None:
             return build.index_arrays(self.attachment, ids, vectors, self.batch_size)
         if retrain:
-            return build.train_and_index(self.attachment, self.batch_size, self.show_progress)
+            return build.train_and_index(self.attachment, self.batch_size, self.show_progress, again=True)
         if rebuild:
             self.attachment.reset_buckets()
         return build.index_store(self.attachment, self.batch_size, self.show_progress)

@@ -13,7 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -135,12 +138,13 @@ class Heartbeats:
         self.buckets = buckets
 
     def keep(self, stripes: list[int], token: str, ttl_ms: int) -> Beat:
+        """Start renewing; renewal only extends what the token still holds (scripts.py's _RENEW)."""
         beat = Beat()
 
         def renew() -> None:
             while not beat.stopped.wait(ttl_ms / 3000):
                 try:
-                    held = self.buckets.lock(stripes, token, ttl_ms)
+                    held = self.buckets.renew(stripes, token, ttl_ms)
                 except Exception:
                     log.warning("could not renew the writer lease; trying again", exc_info=True)
                     continue
@@ -156,10 +160,15 @@ class Heartbeats:
         beat = Beat()
 
         async def renew() -> None:
-            while True:
+            # Ends on `stopped` as well as on cancellation: a cancellation that lands
+            # inside redis.asyncio's command can be swallowed there, and a heartbeat
+            # that ran on would hold the writer's `aend` (and its ids) for good.
+            while not beat.stopped.is_set():
                 await asyncio.sleep(ttl_ms / 3000)
+                if beat.stopped.is_set():
+                    return
                 try:
-                    held = await self.buckets.alock(stripes, token, ttl_ms)
+                    held = await self.buckets.arenew(stripes, token, ttl_ms)
                 except Exception:
                     log.warning("could not renew the writer lease; trying again", exc_info=True)
                     continue
@@ -181,6 +190,54 @@ class Heartbeats:
         if beat.task is not None:
             await asyncio.gather(beat.task, return_exceptions=True)
         _check(beat, check)
+
+
+# One trainer at a time per index; a killed trainer's hold ends after TRAINER_TTL_MS,
+# and a live one renews it every third of that.
+TRAINER_TTL_MS = 30_000
+
+
+@contextmanager
+def one_trainer(client: Any, key: bytes, name: str) -> Iterator[None]:
+    """Hold the index's trainer lock (``lshrs:{name}:training``) for the body; wait while another holds it.
+
+    Two processes that found a centroid index untrained (a first index() and
+    an ingest, or two ingests) each trained their own centroids and built
+    with them: the buckets ended holding entries of both (stale under the
+    definition that won). Under this lock the second finds the index trained
+    when its turn comes, and keeps it (Attachment.train).
+    """
+    token = uuid.uuid4().hex.encode()
+    waited = 0.0
+    while not client.set(key, token, nx=True, px=TRAINER_TTL_MS):
+        if waited < 1.0 <= waited + 0.1:
+            log.info("index %r: waiting for another process to finish training", name)
+        time.sleep(0.1)
+        waited += 0.1
+    stopped = threading.Event()
+    extend, delete = client.register_script(_EXTEND_IF_MINE), client.register_script(_DELETE_IF_MINE)
+
+    def renew() -> None:
+        while not stopped.wait(TRAINER_TTL_MS / 3000):
+            try:
+                extend(keys=[key], args=[token, TRAINER_TTL_MS])
+            except Exception:
+                log.warning("could not renew the trainer lock; trying again", exc_info=True)
+
+    renewer = threading.Thread(target=renew, name="lshrs-lease-trainer", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stopped.set()
+        renewer.join()
+        delete(keys=[key], args=[token])
+
+
+_EXTEND_IF_MINE = (
+    "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0"
+)
+_DELETE_IF_MINE = "if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0"
 
 
 def _check(beat: Beat, check: bool) -> None:
