@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from lshrs import centroids, locks
+from lshrs import centroids, locks, steps
 from lshrs import definition as fields
 from lshrs.buckets import Buckets, Layout, server_layout
 from lshrs.definition import BuildState, Definition, Meta
@@ -24,6 +24,7 @@ from lshrs.hashing import HashFamily, family_for
 from lshrs.hyperplanes import Hyperplanes
 from lshrs.sampling import Source, reservoir
 from lshrs.sketch import SketchCache
+from lshrs.steps import Steps
 from lshrs.stores.base import Rows, Store
 from lshrs.stores.pages import Pages
 
@@ -107,6 +108,12 @@ class Attachment:
         assert self.family is not None
         return self.family
 
+    def reload(self) -> HashFamily:
+        """The family as Redis has it now (another process may have trained the index)."""
+        self.attach()
+        assert self.family is not None
+        return self.family
+
     def read_meta(self) -> Meta | None:
         """The meta hash as it is now in Redis, None when the index does not exist."""
         raw = self.buckets.read_meta()
@@ -144,9 +151,30 @@ class Attachment:
             size = min(rows, max(nlist * centroids.TRAIN_ROWS_PER_CENTROID, centroids.TRAIN_MIN_ROWS))
             sample, seen = reservoir(source, size, np.random.default_rng(seed))
             family = centroids.Centroids.fit(sample.vectors, nlist, seed=seed, trained_rows=seen)
-            self._replace(self._definition_of(family), {fields.BUILD: BuildState.REDEFINE.value})
+            self._swap_holding_writers(self._definition_of(family))
         log.info("index %r: trained %d centroids on %d of %d rows", self.name, nlist, len(sample), seen)
         return True
+
+    def _swap_holding_writers(self, definition: Definition) -> None:
+        """Swap in a new definition while no writer is between its store write and its bucket write.
+
+        A writer asks, under its lease, whether the index is trained
+        (writes.trained_now); holding every stripe here makes that answer
+        hold until it lets go.
+        """
+
+        def swap() -> Steps[None]:
+            self._replace(definition, {fields.BUILD: BuildState.REDEFINE.value})
+            return
+            yield  # a generator of no steps: the swap itself is one Redis call
+
+        targets = {
+            "buckets": self.buckets,
+            "leases": locks.Heartbeats(self.buckets),
+            "clock": steps.Clock,
+            "interrupts": steps.Interrupts(),
+        }
+        steps.run(locks.locked(self.name, locks.every_stripe(), swap()), targets)
 
     def count(self) -> int:
         """Vectors the index answers from: those in its buckets, or a centroid index's store until it trains."""

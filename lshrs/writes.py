@@ -65,7 +65,7 @@ def ingest_steps(
             if (yield from locked(index.name, part.ids, replace_steps(index, part, family, fresh=ids is None))):
                 break  # else another writer took a drawn id between the draw and the lock: draw again
         written.append(part.ids)
-    if not family.trained or (yield call("index", "outgrown")):
+    if not (index.family or family).trained or (yield call("index", "outgrown")):
         # a centroid index trains itself once its store is large enough, and again as it grows
         yield call("build", "train_and_index", index, batch_size)
     return np.concatenate(written)
@@ -92,6 +92,7 @@ def replace_steps(index: Attachment, part: Rows, family: HashFamily, *, fresh: b
     old = yield call("store", "get", part.ids, payload=False)
     if fresh and len(old):
         return False
+    family = yield from trained_now(family)
     if not family.trained:  # no buckets yet: the store is all there is until the centroids are trained
         yield call("store", "put", part.ids, part.vectors, part.texts, part.metadata)
         return True
@@ -119,9 +120,23 @@ def remove_steps(index: Attachment, ids: NDArray[np.int64], family: HashFamily) 
     rows = yield call("store", "get", ids, payload=False)
     if not len(rows):
         return 0
+    family = yield from trained_now(family)
     if family.trained:
         yield call("buckets", "apply", remove=entries(index, family, rows.ids, rows.vectors))
     return int((yield call("store", "delete", rows.ids)))
+
+
+def trained_now(family: HashFamily) -> Steps[HashFamily]:
+    """The family to write with, asked again under the lease when this process knew it untrained.
+
+    Another process may have trained the index since: its definition swap
+    waits for every lease (Attachment.train), so asked here, the answer holds
+    until this writer lets go. Writing a trained index's rows as if it had no
+    buckets left them out of its build, or a deleted id in it.
+    """
+    if family.trained:
+        return family
+    return (yield call("index", "reload"))
 
 
 def entries(index: Attachment, family: HashFamily, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> Any:
