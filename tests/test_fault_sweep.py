@@ -253,10 +253,12 @@ def _url(lsh: LSHRS) -> str:
 
 
 def positions(calls: int) -> list[int]:
-    """Which calls get the fault: the first eight (the verb's first part or page: every kind of
-    call it makes), the last two (its final write and unlock), and a few evenly between."""
-    between = np.linspace(1, calls, 5).astype(int).tolist()
-    return sorted({*range(1, min(calls, 8) + 1), *range(max(calls - 1, 1), calls + 1), *between})
+    """Which calls get the fault: the first six (the verb's first part or page: every kind of
+    call it makes), the last one (its unlock), and three evenly between. The sweep of every
+    call found its failures at the first four calls, or in races that any position with a
+    second writer meets; this set keeps the suite's CI time down."""
+    between = np.linspace(1, calls, 3).astype(int).tolist()
+    return sorted({*range(1, min(calls, 6) + 1), calls, *between})
 
 
 @pytest.mark.parametrize("mode", MODES)
