@@ -53,6 +53,10 @@ def read_ahead(items: Iterator[T], depth: int = 2) -> Iterator[T]:
             close()  # a generator's cleanup (a process pool's shutdown) runs now, not at garbage collection
 
 
+class WriteSkipped(Exception):
+    """A write that did not run because one before it failed (the earlier error is raised first)."""
+
+
 class _Failed:
     def __init__(self, error: BaseException) -> None:
         self.error = error
@@ -76,18 +80,33 @@ class WriteBehind:
     any finished write; leaving the `with` block waits for every write and
     raises the first error. Leaving it on an error lets the write under way
     finish and drops the queued ones.
+
+    A write queued behind one that failed does not run: each write advances
+    a checkpoint, and one landing after a failed one would move it past
+    the failed batch, which a resumed job would then never write.
     """
 
     def __init__(self, depth: int = 2) -> None:
         self._depth = depth
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lshrs-write-behind")
         self._pending: list[Future[None]] = []
+        self._failed = threading.Event()
 
     def submit(self, write: Callable[[], None]) -> None:
         self._check(block=False)
         while len(self._pending) >= self._depth:
             self._pending.pop(0).result()
-        self._pending.append(self._pool.submit(write))
+        self._pending.append(self._pool.submit(self._run, write))
+
+    def _run(self, write: Callable[[], None]) -> None:
+        """One write, in the writer thread; none after a failure."""
+        if self._failed.is_set():
+            raise WriteSkipped("an earlier write failed")
+        try:
+            write()
+        except BaseException:
+            self._failed.set()
+            raise
 
     def _check(self, *, block: bool) -> None:
         while self._pending and (block or self._pending[0].done()):

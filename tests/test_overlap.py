@@ -85,3 +85,21 @@ def test_write_behind_on_an_error_finishes_the_write_under_way_and_drops_the_que
             started.wait()
             raise KeyboardInterrupt
     assert done == [0]
+
+
+def test_write_behind_runs_no_write_queued_behind_a_failed_one():
+    """Found by a job over parquet shards: the write after a failed one ran and moved the checkpoint past it."""
+    release, done = threading.Event(), []
+
+    def fails():
+        release.wait()
+        raise ConnectionError("redis gone")
+
+    with pytest.raises(ConnectionError, match="redis gone"):
+        with WriteBehind(depth=2) as writer:
+            writer.submit(fails)
+            writer.submit(lambda: done.append("after"))  # queued while the first is under way
+            release.set()
+            time.sleep(0.2)  # the writer thread reaches the queued write
+            writer.submit(lambda: done.append("later"))
+    assert done == []
