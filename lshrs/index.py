@@ -111,6 +111,12 @@ class LSHRS:
         data_dir: directory of the embedded Redis and SQLite data.
         embedding_model: sentence-transformers name or model, or any callable
             texts -> (n, d) array; used for texts given to ingest and query.
+        embed_batch_size: texts per batch given to the model.
+        embedding_device: where a named model runs: "cpu", "cuda", "cuda:1",
+            "mps", or several ("cuda:0,cuda:1", one process each); None
+            picks the best available.
+        embedding_backend: "auto" (OpenVINO on the CPU when installed, else
+            PyTorch, in fp16 on CUDA), "torch" or "openvino".
         batch_size: rows per batch in index() and ingest().
         show_progress: show a progress bar in index().
         exact_below: scan the store exactly while the index holds fewer vectors.
@@ -142,6 +148,8 @@ class LSHRS:
         data_dir: str | Path = embedded.DEFAULT_DATA_DIR,
         embedding_model: str | Embedder | Any | None = None,
         embed_batch_size: int = 64,
+        embedding_device: str | Sequence[str] | None = None,
+        embedding_backend: str = "auto",
         batch_size: int = DEFAULT_BATCH_SIZE,
         show_progress: bool = False,
         exact_below: int = DEFAULT_EXACT_BELOW,
@@ -170,7 +178,7 @@ class LSHRS:
             store = reopen.open_store(
                 self.redis, self.name, postgres_dsn=postgres_dsn, sqlite=sqlite, data_dir=data_dir, mapping=mapping
             )
-        self._text_model = TextModel(embedding_model, embed_batch_size)
+        self._text_model = TextModel(embedding_model, embed_batch_size, embedding_device, embedding_backend)
         buckets = Buckets(self.redis, self.name)
         buckets.bind_async(_async_maker(self.redis, async_redis))  # not a bound method: no cycle through self
         self.attachment = Attachment(buckets, store, requested, sketch_capacity, family=family, nlist=nlist)
@@ -613,7 +621,11 @@ class LSHRS:
         return {**stats, "model": self._text_model.name(self.attachment.saved_model)}
 
     def close(self) -> None:
-        """Close the Redis client and the store if this object created them (the embedded default's)."""
+        """Close the Redis client and the store if this object created them (the embedded default's).
+
+        Also stops the embedding model's worker processes, when it embeds on several devices.
+        """
+        self._text_model.close()
         if self._owns_client:
             self.redis.close()
         closer = getattr(self.store, "close", None)

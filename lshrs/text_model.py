@@ -22,7 +22,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lshrs.definition import MODEL
-from lshrs.embeddings import DEFAULT_MODEL, OFFLINE_ALIASES, Embedder, make_embedder
+from lshrs.embeddings import (
+    BACKENDS,
+    DEFAULT_MODEL,
+    OFFLINE_ALIASES,
+    Embedder,
+    SentenceTransformerEmbedder,
+    make_embedder,
+    parse_devices,
+)
 
 if TYPE_CHECKING:
     from lshrs.attachment import Attachment
@@ -32,6 +40,8 @@ def model_name(model: Any) -> str | None:
     """The name a model is known by, or None when it cannot be told."""
     if isinstance(model, str):
         return DEFAULT_MODEL if model in OFFLINE_ALIASES else model
+    if isinstance(model, SentenceTransformerEmbedder):
+        return model_name(model.name) if model.name is not None else model_name(model.model)
     card = getattr(model, "model_card_data", None)
     base = getattr(card, "base_model", None)
     return model_name(base) if isinstance(base, str) and base else None
@@ -40,9 +50,14 @@ def model_name(model: Any) -> str | None:
 class TextModel:
     """The embedding model of one `LSHRS` instance: as given, else the index's saved one, else the default."""
 
-    def __init__(self, given: Any, batch_size: int) -> None:
+    def __init__(self, given: Any, batch_size: int, device: Any = None, backend: str = "auto") -> None:
         self.given = given
         self.batch_size = batch_size
+        if backend not in BACKENDS:  # refused when the index is made, not at its first text
+            raise ValueError(f"embedding backend: expected one of {', '.join(BACKENDS)}, got {backend!r}")
+        parse_devices(device)
+        self.device = device
+        self.backend = backend
         self._embedder: Embedder | None = None
 
     def embed(self, texts: Sequence[str], index: Attachment) -> NDArray[np.float32]:
@@ -50,8 +65,18 @@ class TextModel:
         saved = index.saved_model
         self.check(index.name, saved)
         if self._embedder is None:
-            self._embedder = make_embedder(self.given if self.given is not None else saved, self.batch_size)
+            self._embedder = make_embedder(
+                self.given if self.given is not None else saved,
+                self.batch_size,
+                device=self.device,
+                backend=self.backend,
+            )
         return np.asarray(self._embedder(list(texts)))
+
+    def close(self) -> None:
+        """Stop the worker processes of an embedder this instance made (not one the caller passed in)."""
+        if isinstance(self._embedder, SentenceTransformerEmbedder) and self._embedder is not self.given:
+            self._embedder.close()
 
     def check(self, name: str, saved: str | None) -> None:
         mine = model_name(self.given)
