@@ -29,7 +29,7 @@ import redis
 from lshrs import connection, inputs, tune_probes
 from lshrs import tune as tuning
 from lshrs.buckets import Buckets, index_names
-from lshrs.cli_options import Target, int_list, share_list, target_options
+from lshrs.cli_options import Target, embedding_options, int_list, share_list, target_options
 from lshrs.index import LSHRS, Hit
 
 EPILOG = """\b
@@ -121,20 +121,29 @@ def ingest() -> None:
 @click.option("--batch", "batch_passages", type=click.IntRange(min=1), default=256, show_default=True,
               help="Passages per embed-and-write batch.")  # fmt: skip
 @click.option("--embedding-model", help="sentence-transformers model name or path (default all-MiniLM-L6-v2).")
+@click.option(
+    "--unit",
+    type=click.Choice(["passage", "article"]),
+    default="passage",
+    show_default=True,
+    help="passage: windows of every article; article: one vector per article (its lead, page id as id).",
+)
+@embedding_options
 @click.option("--workers", type=click.IntRange(min=1), help="Processes stripping a dump's markup [default: the cores].")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Show progress bars on stderr.")
 def ingest_wikipedia(target: Target, path: Path, words: int, overlap: int, limit: int | None,
-                     batch_passages: int, embedding_model: str | None, workers: int | None,
-                     progress: bool) -> None:  # fmt: skip
-    """Index a Wikipedia dump (*-pages-articles*.xml[.bz2]) or wikimedia/wikipedia parquet/JSONL rows.
+                     batch_passages: int, embedding_model: str | None, device: str | None,
+                     unit: str, embedding_backend: str, workers: int | None, progress: bool) -> None:  # fmt: skip
+    """Index a Wikipedia dump (*-pages-articles*.xml[.bz2]) or wikimedia/wikipedia rows (parquet, JSONL, shards).
 
     Articles are split into passages of --words words, embedded, written to
     the store and hashed into the buckets. The job is resumable: interrupt it
     and run the same command again to continue; a finished job does nothing.
     """
-    with target.open(id_bytes=8, embedding_model=embedding_model) as lsh:
+    model = {"embedding_model": embedding_model, "embedding_device": device, "embedding_backend": embedding_backend}
+    with target.open(id_bytes=8, **model) as lsh:
         state = _run_job(lsh, path, words=words, overlap=overlap, limit=limit,
-                         batch_passages=batch_passages, show_progress=progress, workers=workers)  # fmt: skip
+                         batch_passages=batch_passages, show_progress=progress, workers=workers, unit=unit)  # fmt: skip
         status = "finished" if state.finished else "stopped at --limit; run again to continue"
         click.echo(f"{state.articles:,} articles, {state.passages:,} passages in {lsh.name!r} ({status})")
 
@@ -176,19 +185,22 @@ def _run_job(lsh: LSHRS, source: Path, **options: Any) -> Any:
     type=click.FloatRange(0, 1),
     help="Hybrid search: weight of the vector search against the store's keyword search (0: keywords).",
 )
+@embedding_options
 @click.option("--json", "as_json", is_flag=True, help="One JSON array of hits on stdout.")
 def query(target: Target, texts: tuple[str, ...], top_k: int, top_p: float | None, no_rerank: bool,
-          probes: int | None, embedding_model: str | None, alpha: float | None, as_json: bool) -> None:  # fmt: skip
+          probes: int | None, embedding_model: str | None, alpha: float | None, device: str | None,
+          embedding_backend: str, as_json: bool) -> None:  # fmt: skip
     """Search the index for each TEXT (embedded with the index's model, loaded once for all of them).
 
     Without --name, and when no index 'default' exists, the only index on
     this Redis answers (after `lshrs demo`, the demo's); with several, they
     are listed.
     """
-    with target.open(embedding_model=embedding_model) as lsh:
+    model = {"embedding_model": embedding_model, "embedding_device": device, "embedding_backend": embedding_backend}
+    with target.open(**model) as lsh:
         if lsh.dim is None and not target.name_given:
             target = _only_other_index(lsh, target)
-    with target.open(embedding_model=embedding_model) as lsh:
+    with target.open(**model) as lsh:
         if lsh.dim is None:
             raise click.ClickException(f"index {lsh.name!r} is empty or does not exist")
         answers = lsh.query_many(list(texts), top_k=top_k, top_p=top_p, rerank=not no_rerank, num_probes=probes,

@@ -123,3 +123,18 @@ def share_list(ctx: click.Context, param: click.Parameter, value: str | None) ->
     if not items or not all(0.0 < v <= 1.0 for v in items):
         raise click.BadParameter(f"expected comma-separated shares in (0, 1] or 'none', got {value!r}")
     return items
+
+
+def embedding_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--device and --embedding-backend, passed on as LSHRS's embedding_device and embedding_backend."""
+    command = click.option(
+        "--embedding-backend",
+        type=click.Choice(["auto", "torch", "openvino"]),
+        default="auto",
+        show_default=True,
+        help="auto: OpenVINO on the CPU when installed, else PyTorch (fp16 on CUDA).",
+    )(command)
+    return click.option(
+        "--device",
+        help="Where the model runs: cpu, cuda, cuda:1, mps, or several ('cuda:0,cuda:1'). [default: the best found]",
+    )(command)

@@ -27,7 +27,7 @@ from typing import Any
 from lshrs import progress
 from lshrs.index import LSHRS
 from lshrs.overlap import WriteBehind, read_ahead
-from lshrs.passages import DEFAULT_OVERLAP, DEFAULT_WORDS, Passage, check_window, split
+from lshrs.passages import DEFAULT_OVERLAP, DEFAULT_WORDS, UNITS, Passage, check_window, units
 from lshrs.wikipedia import Article, read_articles
 
 DEFAULT_BATCH_PASSAGES = 256
@@ -47,7 +47,9 @@ class WikipediaJob:
     Args:
         lsh: the target index (Wikipedia passage ids need ``id_bytes=8``).
         source: dump / parquet / JSONL path, or rows (a `datasets` object).
-        words, overlap: passage window, in words.
+        words, overlap: passage window, in words (an article unit: its lead, cut at `words`).
+        unit: "passage" (overlapping windows of every article) or "article"
+            (one vector per article, its lead section; ids are page ids).
         batch_passages: passages per embed-and-write batch (rounded up to whole articles).
         limit: stop after this many articles (demos, tests).
         workers: processes stripping a dump's markup (default: the cores this process may use).
@@ -64,8 +66,12 @@ class WikipediaJob:
         limit: int | None = None,
         show_progress: bool = False,
         workers: int | None = None,
+        unit: str = "passage",
     ) -> None:
         check_window(words, overlap)
+        if unit not in UNITS:
+            raise ValueError(f"unit: expected one of {', '.join(UNITS)}, got {unit!r}")
+        self.unit = unit
         self.workers = available_cores() if workers is None else max(1, int(workers))
         self.lsh = lsh
         self.source = source
@@ -75,7 +81,7 @@ class WikipediaJob:
         self.limit = limit
         self.show_progress = show_progress
         self._exhausted = False
-        self.job = hashlib.sha1(_fingerprint(source, words, overlap).encode()).hexdigest()[:16]
+        self.job = hashlib.sha1(_fingerprint(source, words, overlap, unit).encode()).hexdigest()[:16]
 
     def state(self) -> JobState:
         raw = self.lsh.buckets.job_state(self.job)
@@ -114,7 +120,7 @@ class WikipediaJob:
         for article in articles:
             if remaining is not None and taken >= remaining:
                 break
-            batch += split(article, words=self.words, overlap=self.overlap)
+            batch += units(article, unit=self.unit, words=self.words, overlap=self.overlap)
             count += 1
             taken += 1
             if len(batch) >= self.batch_passages:
@@ -161,12 +167,22 @@ def available_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _fingerprint(source: Any, words: int, overlap: int) -> str:
-    """Identity of a job: the input (path, size and mtime; or a dataset's fingerprint) and the chunking."""
+def _fingerprint(source: Any, words: int, overlap: int, unit: str = "passage") -> str:
+    """Identity of a job: the input (path, size and mtime; or a dataset's fingerprint) and the chunking.
+
+    A directory of shards is known by each shard's name, size and mtime. A
+    passage job's identity is what it was before article units existed, so
+    jobs started then still resume.
+    """
     if isinstance(source, (str, Path)):
         path = Path(source).resolve()
-        stat = path.stat() if path.exists() else None
-        what = f"{path}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
+        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        what = "|".join(_file_identity(f) for f in files)
     else:
         what = str(getattr(source, "_fingerprint", None) or getattr(source, "fingerprint", None) or type(source))
-    return f"{what}|{words}|{overlap}"
+    return f"{what}|{words}|{overlap}" + ("" if unit == "passage" else f"|{unit}")
+
+
+def _file_identity(path: Path) -> str:
+    stat = path.stat() if path.exists() else None
+    return f"{path}|{stat.st_size if stat else 0}|{stat.st_mtime_ns if stat else 0}"
