@@ -24,7 +24,6 @@ from lshrs.hashing import HashFamily, family_for
 from lshrs.hyperplanes import Hyperplanes
 from lshrs.sampling import Source, reservoir
 from lshrs.sketch import SketchCache
-from lshrs.steps import Steps
 from lshrs.stores.base import Rows, Store
 from lshrs.stores.pages import Pages
 
@@ -162,19 +161,14 @@ class Attachment:
         (writes.trained_now); holding every stripe here makes that answer
         hold until it lets go.
         """
-
-        def swap() -> Steps[None]:
-            self._replace(definition, {fields.BUILD: BuildState.REDEFINE.value})
-            return
-            yield  # a generator of no steps: the swap itself is one Redis call
-
         targets = {
             "buckets": self.buckets,
             "leases": locks.Heartbeats(self.buckets),
             "clock": steps.Clock,
             "interrupts": steps.Interrupts(),
         }
-        steps.run(locks.locked(self.name, locks.every_stripe(), swap()), targets)
+        swap = steps.inline(lambda: self._replace(definition, {fields.BUILD: BuildState.REDEFINE.value}))
+        steps.run(locks.locked(self.name, locks.every_stripe(), swap), targets)
 
     def count(self) -> int:
         """Vectors the index answers from: those in its buckets, or a centroid index's store until it trains."""

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -126,6 +126,31 @@ class Beat:
             self.task.cancel()
 
 
+def beating(period_s: float, renew: Callable[[], bool], thread_name: str) -> Beat:
+    """A thread calling `renew` every `period_s` until stopped, or until it answers False (the hold is lost).
+
+    A renewal that raises (Redis unreachable for a moment) is logged and
+    tried again at the next beat: the hold lasts a whole time to live, so
+    one missed beat of three loses nothing.
+    """
+    beat = Beat()
+
+    def run() -> None:
+        while not beat.stopped.wait(period_s):
+            try:
+                held = renew()
+            except Exception:
+                log.warning("could not renew a lease (%s); trying again", thread_name, exc_info=True)
+                continue
+            if not held:
+                beat.lost = True
+                return
+
+    beat.thread = threading.Thread(target=run, name=thread_name, daemon=True)
+    beat.thread.start()
+    return beat
+
+
 class Heartbeats:
     """The ``leases`` step target: renews a held lease every third of its time to live until the section ends.
 
@@ -139,22 +164,7 @@ class Heartbeats:
 
     def keep(self, stripes: list[int], token: str, ttl_ms: int) -> Beat:
         """Start renewing; renewal only extends what the token still holds (scripts.py's _RENEW)."""
-        beat = Beat()
-
-        def renew() -> None:
-            while not beat.stopped.wait(ttl_ms / 3000):
-                try:
-                    held = self.buckets.renew(stripes, token, ttl_ms)
-                except Exception:
-                    log.warning("could not renew the writer lease; trying again", exc_info=True)
-                    continue
-                if not held:
-                    beat.lost = True
-                    return
-
-        beat.thread = threading.Thread(target=renew, name="lshrs-lease", daemon=True)
-        beat.thread.start()
-        return beat
+        return beating(ttl_ms / 3000, lambda: bool(self.buckets.renew(stripes, token, ttl_ms)), "lshrs-lease")
 
     async def akeep(self, stripes: list[int], token: str, ttl_ms: int) -> Beat:
         beat = Beat()
@@ -214,23 +224,15 @@ def one_trainer(client: Any, key: bytes, name: str) -> Iterator[None]:
             log.info("index %r: waiting for another process to finish training", name)
         time.sleep(0.1)
         waited += 0.1
-    stopped = threading.Event()
     extend, delete = client.register_script(_EXTEND_IF_MINE), client.register_script(_DELETE_IF_MINE)
-
-    def renew() -> None:
-        while not stopped.wait(TRAINER_TTL_MS / 3000):
-            try:
-                extend(keys=[key], args=[token, TRAINER_TTL_MS])
-            except Exception:
-                log.warning("could not renew the trainer lock; trying again", exc_info=True)
-
-    renewer = threading.Thread(target=renew, name="lshrs-lease-trainer", daemon=True)
-    renewer.start()
+    period = TRAINER_TTL_MS / 3000
+    beat = beating(period, lambda: bool(extend(keys=[key], args=[token, TRAINER_TTL_MS])), "lshrs-lease-trainer")
     try:
         yield
     finally:
-        stopped.set()
-        renewer.join()
+        beat.cancel()
+        assert beat.thread is not None
+        beat.thread.join()
         delete(keys=[key], args=[token])
 
 
