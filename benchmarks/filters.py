@@ -1,16 +1,27 @@
-"""Filtered queries by selectivity: with the SQL pushdown (the default) and without it.
+"""Filtered queries by selectivity: the default, the path before the selectivity estimate, no SQL pushdown.
 
     .venv/bin/python benchmarks/filters.py [--store sqlite|postgres] [--queries 50]
 
 The real corpus (realdata.py, 121,900 MiniLM vectors) goes into an SQLite
 (or Postgres) store with one metadata field ``k``, a uniform random integer
 in [0, 100000), and a centroid index at the defaults. For each selectivity s
-the filter ``{"k": {"$lt": 100000 s}}`` is run both ways on the same held-out
-queries, alternating. Both first filter the candidates; a query that finds
-fewer than top_k passing then either asks the store's SQL for the matches
-and ranks them exactly (pushdown, search.PUSHDOWN_MAX at its default), or
-probes wider and finally scans the store (PUSHDOWN_MAX = 0, the path before
-pushdown existed). Recall@10 is against the exact filtered top-10. Writes
+the filter ``{"k": {"$lt": 100000 s}}`` is run three ways on the same held-out
+queries, alternating:
+
+- default: the candidates are walked in code order, reading their rows a
+  chunk at a time, until a fifth of the rerank depth passed
+  (filters.passing_by_code). The share that passed estimates the filter's
+  selectivity near the query: below search.FILTER_SHARE_OK the query probes
+  wider, and below that over WIDEN_FACTOR (or when short of top_k) it first
+  asks the store's SQL for the filter's matches and ranks them exactly
+  (the pushdown).
+- before: the path before the estimate: the best rerank-depth candidates by
+  code are reranked and filtered; only a query short of top_k reaches the
+  pushdown.
+- no pushdown: the default without the SQL (search.PUSHDOWN_MAX = 0): it
+  probes wider and, still short, scans the store.
+
+Recall@10 is against the exact filtered top-10. Writes
 results/filters-STORE.json and .md.
 """
 
@@ -34,7 +45,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 import realdata  # noqa: E402
 from servers import Postgres, RedisServer, debian_pg_bindir  # noqa: E402
 
-from lshrs import LSHRS, PostgresStore, SQLiteStore, __version__, search  # noqa: E402
+from lshrs import LSHRS, PostgresStore, SQLiteStore, __version__, filters, search  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 SHARES = (0.0005, 0.002, 0.01, 0.05, 0.2, 0.5)
@@ -42,10 +53,21 @@ SPAN = 100_000
 
 
 DEFAULT_PUSHDOWN = search.PUSHDOWN_MAX
+DEFAULT_WALK = (filters.PASSING_SHARE_OF_DEPTH, filters.WALK_MAX_DEPTHS)
+DEFAULT_SHARE_OK = search.FILTER_SHARE_OK
+# way -> (pushdown max, (passing share, walk depths), share below which to probe wider)
+WAYS = {
+    "default": (DEFAULT_PUSHDOWN, DEFAULT_WALK, DEFAULT_SHARE_OK),
+    "before": (DEFAULT_PUSHDOWN, (0.0, 1), 0.0),  # rerank the depth's best by code, then filter
+    "no_pushdown": (0, DEFAULT_WALK, DEFAULT_SHARE_OK),
+}
+LABELS = {"default": "default", "before": "before", "no_pushdown": "no pushdown"}
 
 
-def run_way(lsh: LSHRS, queries: np.ndarray, flt: dict, pushdown: bool) -> tuple[list[list[int]], list[float]]:
-    search.PUSHDOWN_MAX = DEFAULT_PUSHDOWN if pushdown else 0
+def run_way(lsh: LSHRS, queries: np.ndarray, flt: dict, way: str) -> tuple[list[list[int]], list[float]]:
+    pushdown, walk, share_ok = WAYS[way]
+    search.PUSHDOWN_MAX, search.FILTER_SHARE_OK = pushdown, share_ok
+    filters.PASSING_SHARE_OF_DEPTH, filters.WALK_MAX_DEPTHS = walk
     found, times = [], []
     for q in queries:
         t0 = time.perf_counter()
@@ -86,15 +108,14 @@ def main() -> None:
             truth = realdata.exact_neighbours(queries, corpus[allowed], 10)[:, :10]
             truth_ids = [set(allowed[t].tolist()) for t in truth]
             ways = {}
-            for pushdown in (True, False, True, False):  # alternating: a noisy machine slows both alike
-                found, times = run_way(lsh, queries, flt, pushdown)
-                ways.setdefault(pushdown, []).append((found, times))
+            for way in list(WAYS) * 2:  # alternating: a noisy machine slows them alike
+                found, times = run_way(lsh, queries, flt, way)
+                ways.setdefault(way, []).append((found, times))
             row = {"share": share, "matches": int(len(allowed))}
-            for pushdown, runs in ways.items():
+            for label, runs in ways.items():
                 found = runs[-1][0]
                 ms = np.concatenate([t for _, t in runs]) * 1e3
                 recall = float(np.mean([len(set(f) & t) / min(10, len(t)) for f, t in zip(found, truth_ids)]))
-                label = "pushdown" if pushdown else "no_pushdown"
                 row[f"{label}_recall"] = recall
                 row[f"{label}_p50_ms"] = float(np.percentile(ms, 50))
                 row[f"{label}_p95_ms"] = float(np.percentile(ms, 95))
@@ -110,6 +131,8 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
         "store": args.store,
         "pushdown_max": DEFAULT_PUSHDOWN,
+        "walk": {"passing_share_of_depth": DEFAULT_WALK[0], "walk_max_depths": DEFAULT_WALK[1]},
+        "filter_share_ok": DEFAULT_SHARE_OK,
         "n": int(len(corpus)),
         "queries": int(len(queries)),
         "rows": rows,
@@ -123,25 +146,23 @@ def main() -> None:
 
 def markdown(r: dict) -> str:
     lines = [
-        f"# Filtered queries by selectivity, with and without the SQL pushdown ({r['store']})",
+        f"# Filtered queries by selectivity: the default, before the selectivity estimate, no pushdown ({r['store']})",
         "",
         f"lshrs {r['lshrs']}, Python {r['python']}, {r['machine']}. {r['n']:,} real MiniLM vectors, "
-        f"{r['queries']} held-out queries, top-10, centroid index at the defaults; the two ways alternate, "
-        f"two rounds each; pushdown up to {r['pushdown_max']:,} matches. "
-        "Reproduce: `.venv/bin/python benchmarks/filters.py"
+        f"{r['queries']} held-out queries, top-10, centroid index at the defaults; the three ways alternate, "
+        f"two rounds each; pushdown up to {r['pushdown_max']:,} matches. The ways are described in "
+        "benchmarks/filters.py. Reproduce: `.venv/bin/python benchmarks/filters.py"
         + ("" if r["store"] == "sqlite" else " --store postgres")
         + "`.",
         "",
-        "| share passing | matches | pushdown recall | pushdown p50 ms | pushdown p95 ms "
-        "| no-pushdown recall | no-pushdown p50 ms | no-pushdown p95 ms |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| share passing | matches | "
+        + " | ".join(f"{LABELS[w]} recall | {LABELS[w]} p50 ms | {LABELS[w]} p95 ms" for w in WAYS)
+        + " |",
+        "| ---: | ---: |" + " ---: | ---: | ---: |" * len(WAYS),
     ]
     for x in r["rows"]:
-        lines.append(
-            f"| {100 * x['share']:g} % | {x['matches']:,} | {x['pushdown_recall']:.3f} | {x['pushdown_p50_ms']:.1f} "
-            f"| {x['pushdown_p95_ms']:.1f} | {x['no_pushdown_recall']:.3f} | {x['no_pushdown_p50_ms']:.1f} "
-            f"| {x['no_pushdown_p95_ms']:.1f} |"
-        )
+        cells = [f"{x[f'{w}_recall']:.3f} | {x[f'{w}_p50_ms']:.1f} | {x[f'{w}_p95_ms']:.1f}" for w in WAYS]
+        lines.append(f"| {100 * x['share']:g} % | {x['matches']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -35,6 +35,14 @@ EXACT_FALLBACK_MAX = 200_000
 # (one read of their vectors) instead of probing wider and scanning the store.
 # benchmarks/results/filters-sqlite.md: exact, and 5-6 times faster at 56 to 1,200 matches.
 PUSHDOWN_MAX = 10_000
+# A filtered query whose walked candidates passed less than this share probes
+# wider, by up to WIDEN_FACTOR: filtered neighbours lie farther out than the
+# default probes reach. Below FILTER_SHARE_OK / WIDEN_FACTOR it asks the store's
+# SQL first (the pushdown), as a short query does. At a 20 % share the default
+# probes kept recall@10 at 0.95 (benchmarks/results/filters-sqlite.md); at 5 %
+# they found their 10 but recall was 0.88, and reading deeper among the same
+# candidates did not change it. 0 turns this off.
+FILTER_SHARE_OK = 0.2
 
 
 @dataclass(frozen=True)
@@ -113,27 +121,50 @@ def query_steps(index: Attachment, req: Request) -> Steps[list[list[Hit]]]:
     assert vecs is not None
     if index.family is None and not (yield call("index", "attach")):
         return [[] for _ in range(len(vecs))]
-    pairs, count = yield from _search(index, vecs, req, req.probes)
-    short = np.flatnonzero(pairs.per_query(len(vecs)) < min(req.top_k, count))
-    if len(short) and PUSHDOWN_MAX and req.where is not None and capabilities(index.store).find_where:
-        pairs, short = yield from _pushed_down(vecs, pairs, short, req)
+    pairs, count, shares = yield from _search(index, vecs, req, req.probes)
+    short = _short(pairs, len(vecs), req.top_k, count)
+    thin = np.flatnonzero(shares < FILTER_SHARE_OK) if shares is not None else short[:0]
+    rare = thin[shares[thin] < FILTER_SHARE_OK / WIDEN_FACTOR] if shares is not None else thin
+    asked = np.union1d(short, rare)
+    if len(asked) and PUSHDOWN_MAX and req.where is not None and capabilities(index.store).find_where:
+        pairs, unanswered = yield from _pushed_down(vecs, pairs, asked, req)
+        answered = np.setdiff1d(asked, unanswered)
+        short, thin, rare = (np.setdiff1d(x, answered) for x in (short, thin, rare))
+    if len(thin):  # filtered neighbours lie farther out: probe wider, the thinner the share the wider
+        assert shares is not None
+        factor = min(WIDEN_FACTOR, int(np.ceil(FILTER_SHARE_OK / max(float(np.min(shares[thin])), 1e-9))))
+        again, _, _ = yield from _search(index, vecs[thin], req, req.probes * factor)
+        pairs = _splice(pairs, thin, again)
+        short = _short(pairs, len(vecs), req.top_k, count)
     if len(short):
-        again, _ = yield from _search(index, vecs[short], req, req.probes * WIDEN_FACTOR)
+        again, _, _ = yield from _search(index, vecs[short], req, req.probes * WIDEN_FACTOR)
         pairs = _splice(pairs, short, again)
-        short = np.flatnonzero(pairs.per_query(len(vecs)) < min(req.top_k, count))
+        short = _short(pairs, len(vecs), req.top_k, count)
+    # A rare filter the SQL did not answer is scanned exactly, like a short query: wider probes
+    # find its top_k passing, but not the best of them (recall@10 0.58 at a 1 % share).
+    scan = np.union1d(short, rare)
     # The bucket count is small during a first index() of a large table: ask the store before scanning it.
-    if len(short) and req.rerank and count <= EXACT_FALLBACK_MAX and (yield from _store_at_most(EXACT_FALLBACK_MAX)):
-        exact = yield from _exact(vecs[short], req)
-        pairs = _splice(pairs, short, exact)
+    if len(scan) and req.rerank and count <= EXACT_FALLBACK_MAX and (yield from _store_at_most(EXACT_FALLBACK_MAX)):
+        exact = yield from _exact(vecs[scan], req)
+        pairs = _splice(pairs, scan, exact)
     elif len(short):
         log.warning("%d queries found fewer than top_k=%d candidates", len(short), req.top_k)
     return (yield from _hits(pairs, len(vecs), payload=req.rerank))
 
 
+def _short(pairs: ranking.Pairs, n_queries: int, top_k: int, count: int) -> NDArray[np.int64]:
+    """The queries with fewer than top_k results (fewer than the index holds)."""
+    return np.flatnonzero(pairs.per_query(n_queries) < min(top_k, count))
+
+
 def _search(
     index: Attachment, vecs: NDArray[np.float32], req: Request, probes: int
-) -> Steps[tuple[ranking.Pairs, int]]:
-    """Ranked results of every query, and the index size read along with the buckets.
+) -> Steps[tuple[ranking.Pairs, int, NDArray[np.float64] | None]]:
+    """Ranked results of every query, the index size read along with the buckets, and filtered shares.
+
+    The shares, for a filtered query on a code-ranked index, are each
+    query's share of walked candidates that passed (see FILTER_SHARE_OK);
+    None on every other path.
 
     Below `exact_below` indexed vectors the bucket read is dropped for an
     exact scan: the size only arrives with the buckets, which saves a
@@ -142,16 +173,24 @@ def _search(
     family = index.family
     assert family is not None
     if not family.trained:  # a centroid index too small to train has no buckets: the store is the index
-        return (yield from _exact(vecs, req)), 0  # rerank=False too: there is nothing else to rank by
+        return (yield from _exact(vecs, req)), 0, None  # rerank=False too: there is nothing else to rank by
     found, count, generation = yield from candidates(index, vecs, probes)
     if req.rerank and count < req.exact_below and (yield from _store_at_most(req.exact_below - 1)):
-        return (yield from _exact(vecs, req)), count
+        return (yield from _exact(vecs, req)), count, None
     top = np.full(len(vecs), req.top_k)
     if not req.rerank and family.code_bytes:
-        return ranking.best_per_query(found, top), count
+        return ranking.best_per_query(found, top), count, None
     if not req.rerank:
-        return ranking.head(ranking.Pairs(found.query, found.ids, found.value / family.num_tables), top), count
+        pairs = ranking.Pairs(found.query, found.ids, found.value / family.num_tables)
+        return ranking.head(pairs, top), count, None
     limits = ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
+    if family.code_bytes and req.predicate is not None and req.top_p is None:
+        depth_one = max(req.top_k, req.rerank_depth)
+        pushdown = PUSHDOWN_MAX and req.where is not None and capabilities(index.store).find_where
+        stop_below = FILTER_SHARE_OK / WIDEN_FACTOR if pushdown else 0.0  # the SQL answers those sooner
+        walk = filters.passing_by_code(found, vecs, req.top_k, depth_one, req.predicate, stop_below)
+        passing, shares = yield from walk
+        return passing, count, shares
     if family.code_bytes:  # the codes score them: rerank the best few hundred (or the top_p share)
         depth = limits if req.top_p is not None else np.minimum(limits, max(req.top_k, req.rerank_depth))
         chosen = ranking.best_per_query(found, depth)
@@ -164,8 +203,8 @@ def _search(
         yield call("index", "learn_sketches", rows)
     scored = ranking.cosine_pairs(chosen, vecs, rows)
     if req.predicate is not None:
-        return (yield from filters.first_passing(scored, len(vecs), req.top_k, req.predicate)), count
-    return ranking.head(scored, np.full(len(vecs), req.top_k)), count
+        return (yield from filters.first_passing(scored, len(vecs), req.top_k, req.predicate)), count, None
+    return ranking.head(scored, np.full(len(vecs), req.top_k)), count, None
 
 
 def _by_sketch(
@@ -258,8 +297,9 @@ def _pushed_down(
 ) -> Steps[tuple[ranking.Pairs, NDArray[np.int64]]]:
     """Queries whose filter passed too few candidates, searched exactly among the filter's matches.
 
-    Asked only when a query came up short, so a broad filter never pays for
-    the SQL; a selective one then costs one SQL query (LIMIT PUSHDOWN_MAX + 1)
+    Asked only when a query came up short, or its walked candidates passed
+    a small share (FILTER_SHARE_OK), so a broad filter never pays for the
+    SQL; a selective one then costs one SQL query (LIMIT PUSHDOWN_MAX + 1)
     and one read of its matches' vectors, instead of probing wider and then
     scanning the store with payloads (benchmarks/results/filters-sqlite.md).
     The queries still short are left to that path when the filter matches more.

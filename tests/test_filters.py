@@ -92,3 +92,65 @@ def test_a_selective_filter_is_answered_exactly_among_its_matches(make_index, st
     assert len(asked) == 1 and asked[0]["limit"] > 12 and scanned == []  # no scan of the store
     broad = lsh.query(query, top_k=5, filter={"group": {"$lt": 400}})  # 80 % pass: the candidates suffice
     assert len(broad) == 5 and len(asked) == 1  # the SQL was not asked
+
+
+def test_a_filter_passing_a_tenth_probes_wider_and_ranks_enough_passing_candidates(make_index, monkeypatch):
+    """Before, such a query reranked its depth's best by code and kept the few that passed, from the default probes."""
+    from conftest import exact_top_k
+
+    from lshrs import filters, search
+
+    vectors = clustered(20_000, dim=64, clusters=40, seed=3)
+    rng = np.random.default_rng(4)
+    k = rng.integers(0, 100, len(vectors))
+    lsh = make_index(rerank_depth=100, exact_below=100)
+    lsh.ingest(vectors=vectors, ids=np.arange(len(vectors)), metadata=[{"k": int(v)} for v in k])
+    queries = vectors[rng.choice(len(vectors), 40, replace=False)] + rng.normal(0, 0.3, (40, 64))
+    allowed = np.flatnonzero(k < 10)
+    truth = allowed[exact_top_k(queries, vectors[allowed], 5)]
+
+    def recall() -> float:
+        got = [[h.id for h in lsh.query(q, top_k=5, filter={"k": {"$lt": 10}})] for q in queries]
+        assert all(k[i] < 10 for row in got for i in row)
+        return float(np.mean([len(set(g) & set(t.tolist())) / 5 for g, t in zip(got, truth)]))
+
+    walked = recall()
+    monkeypatch.setattr(filters, "PASSING_SHARE_OF_DEPTH", 0.0)  # the ranking before the walk
+    monkeypatch.setattr(filters, "WALK_MAX_DEPTHS", 1)
+    monkeypatch.setattr(search, "FILTER_SHARE_OK", 0.0)  # and no wider probes for a thin share
+    before = recall()
+    assert walked >= 0.85 and walked > before + 0.15, (walked, before)  # measured: 0.895 against 0.625
+
+
+def test_a_thin_share_of_passing_candidates_probes_wider_and_a_broad_one_does_not(make_index, monkeypatch):
+    from lshrs import search
+
+    vectors = clustered(6_000, dim=32, clusters=30, seed=5)
+    lsh = make_index(exact_below=100)
+    lsh.ingest(vectors=vectors, ids=np.arange(6_000), metadata=[{"k": i % 100} for i in range(6_000)])
+    probed, real = [], search.candidates
+
+    def spy(index, vecs, probes):
+        probed.append(probes)
+        return (yield from real(index, vecs, probes))
+
+    monkeypatch.setattr(search, "candidates", spy)
+    hits = lsh.query(vectors[3], top_k=5, filter={"k": {"$lt": 5}})  # 5 % pass
+    assert len(hits) == 5 and all(h.metadata["k"] < 5 for h in hits)
+    assert len(probed) == 2 and probed[1] >= 2 * probed[0]  # about 0.2 / 0.05: four times the probes
+    probed.clear()
+    assert len(lsh.query(vectors[3], top_k=5, filter={"k": {"$lt": 50}})) == 5  # half pass: one read
+    assert len(probed) == 1
+
+
+def test_a_rare_filter_without_sql_is_still_answered_exactly(make_index):
+    """Without a pushdown (the memory store), a filter passing 1 % is scanned, not just probed wider."""
+    vectors = clustered(6_000, dim=32, clusters=30, seed=6)
+    lsh = make_index(exact_below=100)
+    lsh.ingest(vectors=vectors, ids=np.arange(6_000), metadata=[{"k": i % 100} for i in range(6_000)])
+    allowed = np.arange(0, 6_000, 100)  # k == 0: 1 %
+    queries = vectors[[11, 2_222, 4_444]] + 0.05
+    for query in queries:
+        hits = lsh.query(query, top_k=10, filter={"k": 0})
+        scores = (vectors[allowed] @ query) / np.linalg.norm(vectors[allowed], axis=1) / np.linalg.norm(query)
+        assert [h.id for h in hits] == allowed[np.argsort(-scores)[:10]].tolist()
