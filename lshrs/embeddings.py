@@ -120,7 +120,7 @@ class SentenceTransformerEmbedder:
                 texts, batch_size=self.batch_size, pool=self._pool, convert_to_numpy=True, show_progress_bar=False
             )
         if device.startswith("cuda") and self.backend == "auto":
-            model.half()  # GPUs embed about twice as fast in fp16; the neighbours barely move
+            model.half()  # the usual practice on GPUs; its speed and recall are unmeasured here (no GPU was lent)
             self.backend_used = "torch-fp16"
         else:
             self.backend_used = "torch"
