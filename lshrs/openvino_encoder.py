@@ -170,6 +170,7 @@ def _convert(auto_model: Any, tokenizer: Any, xml: Path) -> None:
     example = tokenizer(["an example sentence", "another"], padding=True, return_tensors="pt")
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shape checks it freezes; BERT's hold for any shape
-        model = ov.convert_model(auto_model.eval(), example_input=dict(example))
+        auto_model.train(False)  # inference mode: no dropout in the traced graph
+        model = ov.convert_model(auto_model, example_input=dict(example))
     # Keep f32 weights: the CPU plugin picks bf16 itself where the hardware has it.
     ov.save_model(model, str(xml), compress_to_fp16=False)
