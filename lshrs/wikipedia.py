@@ -17,6 +17,7 @@ Nothing here holds more than one article (or one parquet row group) in memory.
 from __future__ import annotations
 
 import bz2
+import collections
 import io
 import itertools
 import json
@@ -24,6 +25,7 @@ import multiprocessing
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -41,6 +43,9 @@ _BACK_MATTER = r"(?i)^\s*(see also|references|external links|further reading|not
 # Pages per pool task when several workers strip markup: enough to amortise the pickling,
 # few enough that the first articles arrive at once.
 PAGES_PER_TASK = 4
+# Tasks submitted ahead per worker: enough to keep every worker busy, few enough
+# that a consumer stopping early waits only for these.
+TASKS_PER_WORKER = 2
 
 
 class SourceError(ValueError):
@@ -112,15 +117,49 @@ def read_dump(path: str | Path, *, skip: int = 0, workers: int = 1) -> Iterator[
 
     This process reads the XML; with `workers` > 1 a process pool strips
     the markup (mwparserfromhell, nine tenths of the time), a few pages per
-    task, and `imap` hands the articles back in the order they were read.
+    task, and the articles come back in the order they were read.
+
+    This thread submits the tasks itself, at most TASKS_PER_WORKER per
+    worker ahead, and a consumer that stops early waits only for the tasks
+    under way. `multiprocessing.Pool.imap` fed the whole dump from the
+    pool's own thread, and `Pool.terminate` then hung for good now and then
+    (a CI run): that thread sat in a send of a large task on a full pipe
+    whose reader had just been terminated. The executor also survives a
+    worker killed mid-task (Ctrl-C reaches the workers too): its pending
+    tasks fail instead of waiting forever.
     """
     pages = _dump_pages(path, skip)
     if workers <= 1:
         yield from map(_stripped, pages)
         return
     # spawn, not fork: the caller may hold threads and connections (the embedding model, Redis)
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        yield from pool.imap(_stripped, pages, chunksize=PAGES_PER_TASK)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    ahead: collections.deque[Future[list[Article]]] = collections.deque()
+    try:
+        for task in _tasks(pages):
+            ahead.append(pool.submit(_stripped_all, task))
+            if len(ahead) >= TASKS_PER_WORKER * workers:
+                yield from ahead.popleft().result()
+        while ahead:
+            yield from ahead.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # the tasks not started are dropped
+
+
+def _tasks(pages: Iterator[Article]) -> Iterator[list[Article]]:
+    task: list[Article] = []
+    for page in pages:
+        task.append(page)
+        if len(task) == PAGES_PER_TASK:
+            yield task
+            task = []
+    if task:
+        yield task
+
+
+def _stripped_all(pages: list[Article]) -> list[Article]:
+    """One pool task: several pages' markup turned into prose."""
+    return [_stripped(page) for page in pages]
 
 
 def _dump_pages(path: str | Path, skip: int) -> Iterator[Article]:

@@ -160,6 +160,35 @@ def test_workers_give_the_same_articles_in_the_same_order(articles):
     first.close()  # stopping early shuts the pool down at once
 
 
+def test_stopping_early_never_hangs_on_large_pages(tmp_path):
+    """A guard: a CI run hung once in Pool.terminate, behind a send of a large task to a full pipe.
+
+    This test did not reproduce that hang on the Pool code (it is a race);
+    it checks that the executor's early stop ends, on tasks larger than a pipe's buffer.
+    """
+    import threading
+
+    from lshrs.wikipedia import read_dump
+
+    page = "<page><title>P{n}</title><ns>0</ns><id>{n}</id><revision><text>{text}</text></revision></page>"
+    body = "".join(page.format(n=n, text=f"Word{n} is a word. " * 8_000) for n in range(1, 41))  # ~160 KB each
+    dump = tmp_path / "big.xml"
+    dump.write_text(f'<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/">{body}</mediawiki>')
+    finished = []
+
+    def stop_after_one(round_: int) -> None:
+        reader = read_dump(dump, workers=2)
+        next(reader)
+        reader.close()
+        finished.append(round_)
+
+    for round_ in range(3):
+        thread = threading.Thread(target=stop_after_one, args=(round_,), daemon=True)
+        thread.start()
+        thread.join(timeout=120)
+        assert finished[-1:] == [round_], f"round {round_}: closing the reader hung"
+
+
 def hashed_vectors(texts):
     """A cheap deterministic stand-in for the model: the pipeline's order and checkpoints are under test."""
     out = np.empty((len(texts), 16), np.float32)
