@@ -12,6 +12,11 @@ that is a transformer, then mean or CLS pooling, then an optional
 normalisation (MiniLM and most sentence-transformers checkpoints). Anything
 else raises `Unsupported`, and the caller keeps PyTorch.
 
+OpenVINO's model converter sends usage telemetry by default when no
+consent file exists; a library converting behind its caller's back must
+not, so `_import_openvino` loads openvino with that converter bound to its
+own no-op stub (unless the process imported openvino before lshrs did).
+
 The converted model is cached on disk, keyed by the model's files and the
 OpenVINO and transformers versions, so only the first process pays for the
 conversion; it is written to a temporary directory and renamed, so two
@@ -25,6 +30,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import warnings
@@ -42,6 +48,25 @@ POOLINGS = ("mean", "cls")
 
 class Unsupported(Exception):
     """The model is not a shape this module converts (the message says what differs)."""
+
+
+def _import_openvino() -> Any:
+    """The openvino module; when this process had not imported it yet, with the converter's telemetry off.
+
+    `import openvino` imports its converter, which imports openvino_telemetry
+    or, when that import fails, a stub that sends nothing. A None entry in
+    sys.modules makes the import fail for the duration of the first import;
+    the real package stays importable afterwards for anyone who wants it.
+    """
+    if "openvino" not in sys.modules and "openvino_telemetry" not in sys.modules:
+        sys.modules["openvino_telemetry"] = None  # type: ignore[assignment]
+        try:
+            import openvino
+        finally:
+            del sys.modules["openvino_telemetry"]
+    import openvino
+
+    return openvino
 
 
 def available() -> bool:
@@ -69,7 +94,7 @@ class OpenVINOEncoder:
         self.max_length = int(transformer.max_seq_length)
         self.batch_size = batch_size
         xml = _converted(transformer.auto_model, self.tokenizer, model_path)
-        import openvino as ov
+        ov = _import_openvino()
 
         # One request at a time, each using every core: indexing embeds one batch after another.
         config = {"PERFORMANCE_HINT": "LATENCY"}
@@ -128,10 +153,9 @@ def _layout(st_model: Any) -> tuple[Any, str, bool]:
 
 def _key(model_path: str) -> str:
     """Names one conversion: the model's files (path, size, mtime) and the converting libraries' versions."""
-    import openvino
     import transformers
 
-    parts = [os.path.realpath(model_path), openvino.__version__, transformers.__version__]
+    parts = [os.path.realpath(model_path), _import_openvino().__version__, transformers.__version__]
     root = Path(model_path)
     if root.is_dir():
         for f in sorted(root.glob("*.safetensors")) + sorted(root.glob("*.bin")) + sorted(root.glob("config.json")):
@@ -163,9 +187,9 @@ def _converted(auto_model: Any, tokenizer: Any, model_path: str) -> Path:
 
 
 def _convert(auto_model: Any, tokenizer: Any, xml: Path) -> None:
-    import openvino as ov
     import torch
 
+    ov = _import_openvino()
     # Two texts of different lengths: the traced graph applies the padding mask.
     example = tokenizer(["an example sentence", "another"], padding=True, return_tensors="pt")
     with torch.no_grad(), warnings.catch_warnings():

@@ -1,5 +1,7 @@
 """The embedding backends with the real all-MiniLM-L6-v2: OpenVINO against PyTorch, devices, the conversion cache."""
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -8,7 +10,8 @@ import pytest
 from lshrs import openvino_encoder
 from lshrs.embeddings import DEFAULT_MODEL, SentenceTransformerEmbedder, parse_devices, resolve_model_path
 
-pytest.importorskip("openvino")
+# Not importorskip: importing openvino here first would bypass lshrs's own import (telemetry off).
+pytestmark = pytest.mark.skipif(not openvino_encoder.available(), reason="openvino is not installed")
 
 TEXTS = [
     "The Eiffel Tower is a wrought-iron lattice tower in Paris, France.",
@@ -128,3 +131,15 @@ def test_an_index_embeds_with_the_backend_it_was_given(cache, make_index, redis_
     assert torch_side.query(TEXTS[4], top_k=1)[0].id == ids[4]
     with pytest.raises(ValueError, match="embedding backend"):
         make_index(embedding_backend="tensorrt")
+
+
+def test_openvino_is_loaded_with_its_converters_telemetry_off():
+    """OpenVINO's converter sends usage data by default without a consent file; lshrs's conversion must not."""
+    code = (
+        "from lshrs import openvino_encoder as e; e._import_openvino(); "
+        "from openvino.tools.ovc import convert_impl, telemetry_utils; "
+        "print(convert_impl.tm.__name__, telemetry_utils.tm.__name__); "
+        "import openvino_telemetry; print('importable')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["openvino.tools.ovc.telemetry_stub", "openvino.tools.ovc.telemetry_stub", "importable"]
