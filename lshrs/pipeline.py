@@ -28,7 +28,7 @@ from lshrs import progress
 from lshrs.index import LSHRS
 from lshrs.overlap import WriteBehind, read_ahead
 from lshrs.passages import DEFAULT_OVERLAP, DEFAULT_WORDS, UNITS, Passage, check_window, units
-from lshrs.wikipedia import Article, read_articles
+from lshrs.wikipedia import Article, read_articles, shard_files
 
 DEFAULT_BATCH_PASSAGES = 256
 
@@ -176,7 +176,7 @@ def _fingerprint(source: Any, words: int, overlap: int, unit: str = "passage") -
     """
     if isinstance(source, (str, Path)):
         path = Path(source).resolve()
-        files = sorted(path.rglob("*.parquet")) if path.is_dir() else [path]
+        files = shard_files(path) if path.is_dir() else [path]
         what = "|".join(_file_identity(f) for f in files)
     else:
         what = str(getattr(source, "_fingerprint", None) or getattr(source, "fingerprint", None) or type(source))

@@ -262,17 +262,18 @@ def read_jsonl(path: str | Path) -> Iterator[Article]:
     return read_rows(rows())
 
 
-def parquet_shards(folder: Path) -> list[Path]:
+def shard_files(folder: Path) -> list[Path]:
     """The parquet files under `folder`, in name order: the Hugging Face layout, e.g.
     ``20231101.en/train-00000-of-00041.parquet``, read in its published order."""
-    shards = sorted(p for p in folder.rglob("*.parquet") if p.is_file())
+    return sorted(p for p in folder.rglob("*.parquet") if p.is_file())
+
+
+def parquet_shards(folder: Path) -> list[Path]:
+    """`shard_files`, or SourceError for a folder without any."""
+    shards = shard_files(folder)
     if not shards:
         raise SourceError(f"{folder}: a directory without .parquet files")
     return shards
-
-
-def read_parquet(path: str | Path) -> Iterator[Article]:
-    return read_parquet_files([Path(path)])
 
 
 def read_parquet_files(paths: Sequence[Path], *, skip: int = 0) -> Iterator[Article]:
