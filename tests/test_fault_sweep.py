@@ -1,7 +1,7 @@
 """A fault at every I/O call of every writing verb: nothing lost, duplicated or resurrected.
 
 PROBING.md's techniques, made exhaustive. Each verb runs once per I/O call it
-makes (every Redis command and pipeline, sync or asyncio, stepped or not, and
+makes (every Redis command, pipeline and exchange, sync or asyncio, stepped or not, and
 every store read and write), and at that call one of:
 
 - **raise before**: the call never reaches its server (a dropped connection
@@ -39,6 +39,7 @@ import redis.asyncio
 from conftest import clustered
 
 from lshrs import LSHRS, SQLiteStore, locks
+from lshrs.buckets import wire
 
 DIM = 16
 BASE = 200  # rows before the verb: enough to train a centroid index
@@ -130,7 +131,7 @@ def faulty(plan: Plan, name: str, method: Callable) -> Callable:
 
 @pytest.fixture
 def plan(monkeypatch) -> Plan:
-    """Every Redis command and pipeline, sync and asyncio, and every SQLiteStore I/O method, through the plan."""
+    """Every Redis command, pipeline and exchange (sync, asyncio) and each SQLiteStore I/O call go through the plan."""
     plan = Plan()
     # A killed writer's lease, or a lost unlock, holds the ids this long instead of a minute.
     monkeypatch.setattr(locks, "LOCK_TTL_MS", 300)
@@ -143,6 +144,8 @@ def plan(monkeypatch) -> Plan:
         (redis.asyncio.client.Pipeline, "execute"),
     ]:
         monkeypatch.setattr(cls, method, faulty(plan, f"redis {method}", getattr(cls, method)))
+    # lshrs' own round trips (bucket reads and writes on a standalone server) bypass Pipeline
+    monkeypatch.setattr(wire, "exchange", faulty(plan, "redis exchange", wire.exchange))
     for method in ("get", "put", "delete", "count", "scan"):
         monkeypatch.setattr(SQLiteStore, method, faulty(plan, f"store {method}", getattr(SQLiteStore, method)))
     return plan

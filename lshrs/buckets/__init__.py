@@ -45,10 +45,10 @@ import numpy as np
 from numpy.typing import NDArray
 from redis.exceptions import NoScriptError
 
-from lshrs.buckets import packing
+from lshrs.buckets import packing, wire
 from lshrs.buckets.packing import BucketWrites, Layout, server_layout
 from lshrs.buckets.scans import Housekeeping
-from lshrs.buckets.scripts import READS, SCRIPTS, Call, queue
+from lshrs.buckets.scripts import READS, SCRIPTS, Call, command, queue
 from lshrs.definition import ENTRIES, GENERATION, NEXT_ID
 
 __all__ = ["BucketWrites", "Buckets", "Fetched", "Layout", "index_names", "server_layout", "store_prefix"]
@@ -167,6 +167,8 @@ class Buckets(Housekeeping):
             return self._run_once(calls)
 
     def _run_once(self, calls: list[Call]) -> list[Any]:
+        if not self._cluster:
+            return wire.exchange(self.client, [command(name, keys, args, name in READS) for name, keys, args in calls])
         pipe = self.client.pipeline(transaction=False)
         for name, keys, args in calls:
             by_sha = name in READS and not self._cluster

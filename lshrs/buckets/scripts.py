@@ -316,3 +316,14 @@ def queue(pipe: Any, name: str, keys: list[Any], args: list[Any], by_sha: bool, 
         pipe.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
     else:
         pipe.execute_command("EVAL", SCRIPTS[name], len(keys), *keys, *args, **options)
+
+
+def command(name: str, keys: list[Any], args: list[Any], by_sha: bool) -> list[Any]:
+    """One call as the argument list `queue` would send (wire.exchange): a script by body or SHA, or MGET/HMGET."""
+    if name not in SCRIPTS:
+        if name not in ("mget", "hmget"):  # commands whose raw reply is what redis-py's method returns
+            raise ValueError(f"command: {name} needs redis-py's response callback; queue it on a pipeline")
+        return [name.upper(), *keys, *args]
+    if by_sha:
+        return ["EVALSHA", SHAS[name], len(keys), *keys, *args]
+    return ["EVAL", SCRIPTS[name], len(keys), *keys, *args]
