@@ -123,7 +123,7 @@ class Attachment:
         self.definition = None
         self.family = None
 
-    def train(self, batch_size: int, *, show_progress: bool = False, seed: int = 0, again: bool = False) -> bool:
+    def train(self, batch_size: int, *, show_progress: bool = False, again: bool = False) -> bool:
         """Draw centroids from a uniform sample of the store and make them the index's (centroid family).
 
         The definition is swapped in one step and marked `BuildState.REDEFINE`,
@@ -148,8 +148,9 @@ class Attachment:
                 return False
             source = Source(self.store, self.name, self.dim, batch_size, show_progress)
             size = min(rows, max(nlist * centroids.TRAIN_ROWS_PER_CENTROID, centroids.TRAIN_MIN_ROWS))
-            sample, seen = reservoir(source, size, np.random.default_rng(seed))
-            family = centroids.Centroids.fit(sample.vectors, nlist, seed=seed, trained_rows=seen)
+            # the index's own seed: the same store and seed give the same centroids
+            sample, seen = reservoir(source, size, np.random.default_rng(self.seed))
+            family = centroids.Centroids.fit(sample.vectors, nlist, seed=self.seed, trained_rows=seen)
             self._swap_holding_writers(self._definition_of(family))
         log.info("index %r: trained %d centroids on %d of %d rows", self.name, nlist, len(sample), seen)
         return True

@@ -150,6 +150,18 @@ def test_another_process_attaches_with_the_same_centroids(make_index, corpus, re
         LSHRS(redis=redis_client, name=name, store=lsh.store, family="hyperplanes")
 
 
+def test_the_seed_chooses_the_centroids_and_repeats_them(make_index, corpus, name):
+    """`seed=` draws the training sample and the first centroids: it was ignored, and every index trained with 0."""
+    vectors, _, _ = corpus
+    trained = {}
+    for label, seed in [("a", 3), ("b", 3), ("c", 4)]:
+        lsh = built(make_index, vectors, name=f"{name}-{label}", family="centroids", seed=seed)
+        assert lsh.params["seed"] == seed
+        trained[label] = lsh.hasher.centroids
+    assert np.array_equal(trained["a"], trained["b"])
+    assert not np.array_equal(trained["a"], trained["c"])
+
+
 def test_bad_family_arguments_are_refused_before_any_write(redis_client, name):
     with pytest.raises(ValueError, match="family: expected one of"):
         LSHRS(redis=redis_client, name=name, store=MemoryStore(), family="kmeans")
