@@ -126,7 +126,7 @@ def query_steps(index: Attachment, req: Request) -> Steps[list[list[Hit]]]:
     thin = np.flatnonzero(shares < FILTER_SHARE_OK) if shares is not None else short[:0]
     rare = thin[shares[thin] < FILTER_SHARE_OK / WIDEN_FACTOR] if shares is not None else thin
     asked = np.union1d(short, rare)
-    if len(asked) and PUSHDOWN_MAX and req.where is not None and capabilities(index.store).find_where:
+    if len(asked) and _can_push_down(index, req):
         pairs, unanswered = yield from _pushed_down(vecs, pairs, asked, req)
         answered = np.setdiff1d(asked, unanswered)
         short, thin, rare = (np.setdiff1d(x, answered) for x in (short, thin, rare))
@@ -150,6 +150,11 @@ def query_steps(index: Attachment, req: Request) -> Steps[list[list[Hit]]]:
     elif len(short):
         log.warning("%d queries found fewer than top_k=%d candidates", len(short), req.top_k)
     return (yield from _hits(pairs, len(vecs), payload=req.rerank))
+
+
+def _can_push_down(index: Attachment, req: Request) -> bool:
+    """Whether the store's SQL can answer this query's filter (a dict filter, a store with find_where)."""
+    return bool(PUSHDOWN_MAX and req.where is not None and capabilities(index.store).find_where)
 
 
 def _short(pairs: ranking.Pairs, n_queries: int, top_k: int, count: int) -> NDArray[np.int64]:
@@ -186,8 +191,7 @@ def _search(
     limits = ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
     if family.code_bytes and req.predicate is not None and req.top_p is None:
         depth_one = max(req.top_k, req.rerank_depth)
-        pushdown = PUSHDOWN_MAX and req.where is not None and capabilities(index.store).find_where
-        stop_below = FILTER_SHARE_OK / WIDEN_FACTOR if pushdown else 0.0  # the SQL answers those sooner
+        stop_below = FILTER_SHARE_OK / WIDEN_FACTOR if _can_push_down(index, req) else 0.0  # the SQL answers sooner
         walk = filters.passing_by_code(found, vecs, req.top_k, depth_one, req.predicate, stop_below)
         passing, shares = yield from walk
         return passing, count, shares
