@@ -40,8 +40,17 @@ from typing import Any, ClassVar
 import numpy as np
 from numpy.typing import NDArray
 
-from lshrs import inputs
-from lshrs.codes import asymmetric_scores, centre, hamming_one, prefilter, rank_codes
+from lshrs import inputs, kernels
+from lshrs.codes import (
+    PREFILTER,
+    asymmetric_scores,
+    centre,
+    code_tables,
+    hamming_one,
+    padded_codes,
+    prefilter,
+    rank_codes,
+)
 from lshrs.definition import DEFAULT_NUM_PROBES
 from lshrs.ranking import runs
 
@@ -254,6 +263,9 @@ class Centroids:
         gathering every candidate's code up front (100 MB for 200 queries),
         made query_many of 200 real queries spend 350 ms of its 480 in them.
         """
+        compiled = kernels.score_runs()
+        if compiled is not None:
+            return self._compiled_scores(compiled, queries, query_index, codes, at)
         if at is None and len(queries) == 1:
             return self._one_query_scores(queries, codes)
         scores = np.empty(len(query_index), dtype=np.float32)
@@ -261,6 +273,25 @@ class Centroids:
             run = codes[lo:hi] if at is None else codes[at[lo:hi]]
             scores[lo:hi] = self._one_query_scores(queries[q : q + 1], run)
         return scores
+
+    def _compiled_scores(
+        self,
+        compiled: kernels.ScoreRuns,
+        queries: NDArray[np.float32],
+        query_index: NDArray[np.int64],
+        codes: NDArray[np.uint8],
+        at: NDArray[np.int64] | None,
+    ) -> NDArray[np.float32]:
+        """`code_scores` in one compiled pass (lshrs.kernels): the same candidates kept, the same scores."""
+        padded = padded_codes(codes)
+        query_codes = padded_codes(self.rank_codes(queries))
+        found = runs(query_index)
+        run_query = np.array([q for q, _, _ in found], dtype=np.int64)
+        bounds = np.array([0] + [hi for _, _, hi in found], dtype=np.int64)
+        rows = np.empty(0, np.int64) if at is None else np.ascontiguousarray(at, dtype=np.int64)
+        tables = code_tables(self._coded(queries), codes.shape[1])
+        words, query_words = padded.view(np.uint64), query_codes.view(np.uint64)
+        return compiled(words, padded, rows, bounds, run_query, query_words, tables, PREFILTER)
 
     def _one_query_scores(self, query: NDArray[np.float32], codes: NDArray[np.uint8]) -> NDArray[np.float32]:
         scores = np.full(len(codes), -np.inf, dtype=np.float32)

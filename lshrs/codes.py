@@ -58,10 +58,17 @@ def rank_codes(
 
 
 def prefilter(distances: NDArray[np.int64]) -> NDArray[np.int64]:
-    """Positions of one query's PREFILTER smallest distances, ascending (all of them when it has fewer)."""
+    """Positions of one query's PREFILTER smallest distances, ascending (all of them when it has fewer).
+
+    Distances tied at the cut are taken in position order, as the compiled
+    scorer takes them (lshrs.kernels), so both keep the same candidates.
+    """
     if len(distances) <= PREFILTER:
         return np.arange(len(distances))
-    return np.sort(np.argpartition(distances, PREFILTER - 1)[:PREFILTER])
+    cut = np.partition(distances, PREFILTER - 1)[PREFILTER - 1]
+    below = np.flatnonzero(distances < cut)
+    at_cut = np.flatnonzero(distances == cut)[: PREFILTER - len(below)]
+    return np.sort(np.concatenate([below, at_cut]))
 
 
 def hamming_pairs(
@@ -126,11 +133,8 @@ def asymmetric_scores(
     Pass `centre(queries, mean)`; the plain unit query ranks the same (the
     difference is a constant per query).
     """
-    q = np.asarray(query_centred, dtype=np.float32)
     width = codes.shape[1]
-    padded = np.zeros((len(q), width * 8), dtype=np.float32)
-    padded[:, : min(q.shape[1], width * 8)] = q[:, : width * 8]
-    tables = (padded.reshape(len(q), width, 8) @ _SIGNS.T).reshape(-1)  # (q, width, 256) flat
+    tables = code_tables(query_centred, width).reshape(-1)  # (q, width, 256) flat
     rows = np.asarray(query_index, dtype=np.intp) * (width * 256)
     columns = np.arange(width, dtype=np.intp) * 256
     ones = np.ones(width, dtype=np.float32)
@@ -139,3 +143,21 @@ def asymmetric_scores(
         stop = start + _CODE_BLOCK
         out[start:stop] = np.take(tables, codes[start:stop] + (rows[start:stop, None] + columns)) @ ones
     return out
+
+
+def code_tables(query_centred: NDArray[np.float32], width: int) -> NDArray[np.float32]:
+    """Each query's partial asymmetric score of every byte value at every code byte, shape (q, width, 256)."""
+    q = np.asarray(query_centred, dtype=np.float32)
+    padded = np.zeros((len(q), width * 8), dtype=np.float32)
+    padded[:, : min(q.shape[1], width * 8)] = q[:, : width * 8]
+    return np.ascontiguousarray(padded.reshape(len(q), width, 8) @ _SIGNS.T)
+
+
+def padded_codes(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """Codes as a contiguous (n, 8 * words) array, zero-padded to whole 8-byte words (the compiled scorer's input)."""
+    width = codes.shape[1]
+    if width % 8 == 0:
+        return np.ascontiguousarray(codes)
+    padded = np.zeros((len(codes), -(-width // 8) * 8), dtype=np.uint8)
+    padded[:, :width] = codes
+    return padded

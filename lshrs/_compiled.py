@@ -1,0 +1,71 @@
+"""The numba kernel behind `lshrs.kernels` (imported only when numba is installed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numba
+import numpy as np
+
+_M1 = np.uint64(0x5555555555555555)
+_M2 = np.uint64(0x3333333333333333)
+_M4 = np.uint64(0x0F0F0F0F0F0F0F0F)
+_H01 = np.uint64(0x0101010101010101)
+
+
+@numba.njit(cache=True, nogil=True)
+def _popcount(x: Any) -> Any:
+    """Set bits of a uint64: the SWAR count, which LLVM compiles to one popcnt."""
+    x = x - ((x >> np.uint64(1)) & _M1)
+    x = (x & _M2) + ((x >> np.uint64(2)) & _M2)
+    x = (x + (x >> np.uint64(4))) & _M4
+    return (x * _H01) >> np.uint64(56)
+
+
+@numba.njit(cache=True, nogil=True)
+def score_runs(
+    words: Any, codes: Any, at: Any, bounds: Any, run_query: Any, query_words: Any, tables: Any, keep: int
+) -> Any:
+    """Code scores of candidates grouped in runs by query, -inf outside each run's `keep` nearest by Hamming.
+
+    words: (n, w) uint64, every code zero-padded to whole words; codes: the
+    same codes as (n, >= code_bytes) uint8; at: the code row of each
+    candidate, or empty when candidate i is row i; bounds: (r + 1,) start
+    of each run, and run_query: (r,) its query; query_words: (q, w) uint64;
+    tables: (q, code_bytes, 256) float32, each byte value's partial
+    asymmetric score (codes.code_tables).
+    """
+    out = np.full(bounds[-1], -np.inf, np.float32)
+    distance = np.empty(bounds[-1], np.int64)
+    width, code_bytes = words.shape[1], tables.shape[1]
+    counts = np.zeros(width * 64 + 1, np.int64)
+    for r in range(len(run_query)):
+        q, lo, hi = run_query[r], bounds[r], bounds[r + 1]
+        counts[:] = 0
+        for i in range(lo, hi):
+            row = i if len(at) == 0 else at[i]
+            d = 0
+            for j in range(width):
+                d += _popcount(words[row, j] ^ query_words[q, j])
+            distance[i] = d
+            counts[d] += 1
+        # the cut: every candidate nearer than `cut`, then the first `room` at it, by position
+        cut, room = width * 64, hi - lo
+        if hi - lo > keep:
+            below, cut = 0, 0
+            while below + counts[cut] < keep:
+                below += counts[cut]
+                cut += 1
+            room = keep - below
+        for i in range(lo, hi):
+            d = distance[i]
+            if d > cut or (d == cut and room == 0):
+                continue
+            if d == cut:
+                room -= 1
+            row = i if len(at) == 0 else at[i]
+            score = np.float32(0.0)
+            for b in range(code_bytes):
+                score += tables[q, b, codes[row, b]]
+            out[i] = score
+    return out

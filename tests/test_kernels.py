@@ -1,0 +1,96 @@
+"""The compiled code scorer (lshrs.kernels, numba) against the numpy path it replaces: same candidates, same scores."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import clustered, exact_top_k
+
+from lshrs import kernels
+from lshrs.centroids import Centroids
+from lshrs.codes import PREFILTER
+
+pytest.importorskip("numba")
+
+
+def numpy_path(monkeypatch) -> None:
+    monkeypatch.setattr(kernels, "score_runs", lambda: None)
+
+
+def fitted(dim: int, n: int = 12_000) -> tuple[Centroids, np.ndarray, np.ndarray]:
+    """A trained family, the ranking codes of `n` clustered vectors, and 12 queries near them."""
+    vectors = clustered(n, dim=dim, clusters=30, seed=2)
+    family = Centroids.fit(vectors[:4_000], 32, seed=1)
+    queries = clustered(n + 12, dim=dim, clusters=30, seed=2)[n:] + 0.05
+    return family, family.rank_codes(vectors), queries
+
+
+def both(monkeypatch, family, queries, query_index, codes, at=None) -> tuple[np.ndarray, np.ndarray]:
+    compiled = family.code_scores(queries, query_index, codes, at)
+    with monkeypatch.context() as m:
+        numpy_path(m)
+        plain = family.code_scores(queries, query_index, codes, at)
+    return compiled, plain
+
+
+def assert_same(compiled: np.ndarray, plain: np.ndarray) -> None:
+    kept = np.isfinite(plain)
+    assert np.array_equal(np.isfinite(compiled), kept)  # the same candidates, ties at the cut included
+    np.testing.assert_allclose(compiled[kept], plain[kept], rtol=1e-5, atol=1e-4)  # summed in other orders
+
+
+def test_the_compiler_is_used_when_numba_is_installed():
+    assert kernels.score_runs() is not None
+
+
+@pytest.mark.parametrize("dim", [384, 300, 64])  # 48-byte codes, 38 (not whole words), 256 projected bits
+def test_one_query_keeps_and_scores_what_numpy_does(monkeypatch, dim):
+    family, codes, queries = fitted(dim)
+    assert len(codes) > PREFILTER  # the cut falls among ties of the small integer distances
+    compiled, plain = both(monkeypatch, family, queries[:1], np.zeros(len(codes), np.int64), codes)
+    assert np.isfinite(plain).sum() == PREFILTER
+    assert_same(compiled, plain)
+
+
+def test_a_batch_with_shared_codes_matches_numpy(monkeypatch):
+    """query_many: each query's run of candidates points at rows of one shared code array (`at`)."""
+    family, codes, queries = fitted(384)
+    rng = np.random.default_rng(0)
+    sizes = [3_000, 0, 700, 5_000, 1, 2_500]  # runs longer and shorter than PREFILTER, and empty
+    query_index = np.repeat(np.arange(len(sizes)), sizes)
+    at = rng.integers(0, len(codes), len(query_index))
+    compiled, plain = both(monkeypatch, family, queries[: len(sizes)], query_index, codes, at)
+    assert_same(compiled, plain)
+    assert np.isfinite(compiled[query_index == 2]).all()  # a run shorter than PREFILTER keeps everything
+
+
+def test_no_candidates(monkeypatch):
+    family, codes, queries = fitted(384, n=2_000)
+    compiled, plain = both(monkeypatch, family, queries[:1], np.empty(0, np.int64), codes[:0])
+    assert compiled.shape == plain.shape == (0,)
+
+
+def test_an_index_answers_the_same_either_way(make_index, monkeypatch):
+    vectors = clustered(8_000, dim=96, clusters=50, seed=4)
+    queries = clustered(8_020, dim=96, clusters=50, seed=4)[8_000:] + 0.02
+    lsh = make_index(family="centroids", exact_below=0)
+    lsh.store.put(np.arange(len(vectors)), vectors)
+    lsh.index()
+    compiled = [[h.id for h in row] for row in lsh.query_many(queries, top_k=10)]
+    one = [[h.id for h in lsh.query(q, top_k=10)] for q in queries[:5]]
+    numpy_path(monkeypatch)
+    assert compiled == [[h.id for h in row] for row in lsh.query_many(queries, top_k=10)]
+    assert one == [[h.id for h in lsh.query(q, top_k=10)] for q in queries[:5]]
+    truth = exact_top_k(queries, vectors, 10)
+    assert np.mean([len(set(c) & set(t.tolist())) / 10 for c, t in zip(compiled, truth)]) > 0.9
+
+
+def test_the_environment_can_keep_numpy():
+    code = "from lshrs import kernels; print(kernels.score_runs() is None)"
+    env = {**os.environ, "LSHRS_KERNELS": "numpy"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
