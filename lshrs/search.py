@@ -188,7 +188,9 @@ def _search(
     if not req.rerank:
         pairs = ranking.Pairs(found.query, found.ids, found.value / family.num_tables)
         return ranking.head(pairs, top), count, None
-    limits = ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
+    # every candidate without top_p: a query's run of pairs is never longer than its candidates
+    everything = np.full(len(vecs), len(found.ids), dtype=np.int64)
+    limits = everything if req.top_p is None else ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
     if family.code_bytes and req.predicate is not None and req.top_p is None:
         depth_one = max(req.top_k, req.rerank_depth)
         stop_below = FILTER_SHARE_OK / WIDEN_FACTOR if _can_push_down(index, req) else 0.0  # the SQL answers sooner
