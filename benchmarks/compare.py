@@ -64,7 +64,8 @@ QUICK_GRID = {(16, 14): [32, 128], (24, 14): [64]}
 TOP_P = [None, 0.02, 0.05]
 # Centroid indexes: nlist -> probes swept, each at every rerank depth (the
 # candidates a query reranks after its bucket entries' codes ranked them).
-CENTROID_GRID = {512: [16, 32, 64], 1024: [16, 32, 64, 128], 2048: [32, 64, 128]}
+# 96 probes is the default at nlist 1,024 (3 sqrt(nlist)); 80 sits between it and 64.
+CENTROID_GRID = {512: [16, 32, 64], 1024: [16, 32, 64, 80, 96, 128], 2048: [32, 64, 96, 128]}
 QUICK_CENTROID_GRID = {1024: [32, 64]}
 DEPTHS = [100, 200, 400]
 FAMILIES = ("hyperplanes", "centroids")
