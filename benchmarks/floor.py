@@ -1,4 +1,4 @@
-"""What a centroid query costs without Redis: the floor the Python side sets, measured by taking Redis away.
+"""What a centroid query costs without Redis, and with each code scorer: the Python side's floor.
 
     .venv/bin/python benchmarks/floor.py [--queries 300] [--rounds 3]
 
@@ -16,9 +16,12 @@ by round so machine noise hits them alike:
   the centroid scores, the code ranking, the store read, the exact rerank
   and the Python around them.
 
-The buckets are swapped in at `Buckets.fetch`, so every other line of the
-query runs as shipped, and the answers are the same (checked). Writes
-benchmarks/results/floor.json and floor.md.
+Each way runs with both code scorers (lshrs.kernels): compiled with numba,
+and numpy. `query_many` of all the queries is timed too, per scorer, as
+shipped (the best of three batches each round, the median round). The
+buckets are swapped in at `Buckets.fetch`, so every other line of the
+query runs as shipped, and the answers are the same (checked).
+Writes benchmarks/results/floor.json and floor.md.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 import realdata  # noqa: E402
 from servers import RedisServer  # noqa: E402
 
-from lshrs import LSHRS, MemoryStore  # noqa: E402
+from lshrs import LSHRS, MemoryStore, kernels  # noqa: E402
 from lshrs.buckets import Buckets  # noqa: E402
 from lshrs.definition import ENTRIES, GENERATION  # noqa: E402
 
@@ -78,6 +81,20 @@ def timed(lsh: LSHRS, queries: np.ndarray) -> tuple[list[float], list[list[int]]
     return times, answers
 
 
+def _batch_seconds(lsh: LSHRS, queries: np.ndarray) -> float:
+    t0 = time.perf_counter()
+    lsh.query_many(queries, top_k=10)
+    return time.perf_counter() - t0
+
+
+def _numba_version() -> str:
+    try:
+        import numba
+    except ImportError:
+        return "not installed"
+    return str(numba.__version__)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--queries", type=int, default=300)
@@ -99,30 +116,42 @@ def main() -> None:
             "buckets in memory, counters from Redis": from_memory(buckets, held, None),
             "no Redis": from_memory(buckets, held, counters),
         }
-        timed(lsh, queries[:50])  # warm-up
-        times: dict[str, list[float]] = {way: [] for way in ways}
-        answers: dict[str, list[list[int]]] = {}
+        compiled = kernels.score_runs
+        scorers = {"compiled": compiled, "numpy": lambda: None}
+        if compiled() is None:
+            del scorers["compiled"]
+        timed(lsh, queries[:50])  # warm-up, and the kernel compiled
+        times: dict[tuple[str, str], list[float]] = {(s, w): [] for s in scorers for w in ways}
+        batch: dict[str, list[float]] = {s: [] for s in scorers}
+        answers: dict[tuple[str, str], list[list[int]]] = {}
         for _ in range(args.rounds):
-            for way, fetch in ways.items():
-                if fetch is None:
-                    vars(buckets).pop("fetch", None)
-                else:
-                    buckets.fetch = fetch  # type: ignore[method-assign]
-                spent, answers[way] = timed(lsh, queries)
-                times[way] += spent
-        vars(buckets).pop("fetch", None)
-        same = all(answers[way] == answers["shipped"] for way in ways)
+            for scorer, choice in scorers.items():
+                kernels.score_runs = choice  # type: ignore[assignment]
+                for way, fetch in ways.items():
+                    if fetch is None:
+                        vars(buckets).pop("fetch", None)
+                    else:
+                        buckets.fetch = fetch  # type: ignore[method-assign]
+                    spent, answers[scorer, way] = timed(lsh, queries)
+                    times[scorer, way] += spent
+                vars(buckets).pop("fetch", None)
+                batch[scorer].append(len(queries) / min(_batch_seconds(lsh, queries) for _ in range(3)))
+        kernels.score_runs = compiled  # type: ignore[assignment]
+        reference = answers[next(iter(answers))]
+        same = all(found == reference for found in answers.values())
         lsh.clear()
     finally:
         server.stop()
     rows = [
-        {"way": way, "p50_ms": statistics.median(t), "p95_ms": float(np.percentile(t, 95)), "mean_ms": np.mean(t)}
-        for way, t in times.items()
-    ]
+        {"scorer": scorer, "way": way, "p50_ms": statistics.median(t), "p95_ms": float(np.percentile(t, 95)),
+         "mean_ms": np.mean(t), "batch_qps": statistics.median(batch[scorer]) if way == "shipped" else None}
+        for (scorer, way), t in times.items()
+    ]  # fmt: skip
     result = {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores (shared)",
         "python": platform.python_version(),
         "numpy": np.__version__,
+        "numba": _numba_version(),
         "corpus": len(corpus),
         "queries": len(queries),
         "rounds": args.rounds,
@@ -133,18 +162,24 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "floor.json").write_text(json.dumps(result, indent=2))
     lines = [
-        "# A centroid query without Redis: the Python side's floor",
+        "# A centroid query without Redis, and with each code scorer",
         "",
         f"{result['corpus']:,} real MiniLM vectors (MemoryStore, centroid family at the defaults), "
-        f"{result['queries']} held-out queries one at a time, {args.rounds} interleaved rounds; "
-        f"{result['machine']}, Python {result['python']}, numpy {result['numpy']}. "
+        f"{result['queries']} held-out queries one at a time (and as one query_many), {args.rounds} interleaved "
+        "rounds; "
+        f"{result['machine']}, Python {result['python']}, numpy {result['numpy']}, numba {result['numba']}. "
         f"Answers identical in every way: {'yes' if same else 'NO'}.",
         "",
         "Reproduce: `.venv/bin/python benchmarks/floor.py`.",
         "",
-        "| way | p50 ms | p95 ms | mean ms |",
-        "| --- | ---: | ---: | ---: |",
-        *(f"| {r['way']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['mean_ms']:.2f} |" for r in rows),
+        "| scorer | way | p50 ms | p95 ms | mean ms | query_many QPS |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+        *(
+            f"| {r['scorer']} | {r['way']} | {r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['mean_ms']:.2f} | "
+            + ("" if r["batch_qps"] is None else f"{r['batch_qps']:,.0f}")
+            + " |"
+            for r in rows
+        ),
         "",
     ]
     (RESULTS / "floor.md").write_text("\n".join(lines))

@@ -5,11 +5,11 @@ code: the Hamming distance to the query's code keeps the best
 `codes.PREFILTER`, and those get the asymmetric score (codes.py). In numpy
 that is a dozen array passes per query, and a batch gathers every query's
 codes first; compiled, it is one pass over each query's candidates with
-nothing gathered. On the real corpus (121,900 MiniLM vectors, nlist 1,024,
-64 probes, about 8,300 candidates a query; scratch A/B in one process, two
-interleaved rounds) `query_many` of 200 queries went from 709-844 to
-1,226-1,292 queries/s and one `query` from 2.17-2.20 ms to 1.96 ms; the
-answers match (tests/test_kernels.py).
+nothing gathered. On the real corpus (121,800 MiniLM vectors, the
+defaults: nlist 1,024, 96 probes; benchmarks/results/floor.md, both
+scorers interleaved in one run) `query_many` of 300 queries answered 1,480
+queries/s against numpy's 854, and one `query` took 1.93 ms against 2.22
+(p50); the answers were the same (and tests/test_kernels.py compares them).
 
 The kernel selects exactly what the numpy path selects (`codes.prefilter`
 breaks ties at the cut by position, as this does); the scores agree to
