@@ -20,6 +20,7 @@ once, then a load). ``LSHRS_KERNELS=numpy`` in the environment keeps numpy.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from functools import cache
@@ -29,14 +30,35 @@ from numpy.typing import NDArray
 
 ScoreRuns = Callable[..., NDArray[np.float32]]
 
+log = logging.getLogger("lshrs")
+
 
 @cache
 def score_runs() -> ScoreRuns | None:
-    """The compiled scorer (`lshrs._compiled.score_runs`), or None without numba or with LSHRS_KERNELS=numpy."""
+    """The compiled scorer (`lshrs._compiled.score_runs`), or None without numba or with LSHRS_KERNELS=numpy.
+
+    Compiled here, on a tiny input, the first time it is asked for: a numba
+    that imports but cannot compile or cache (an LLVM or platform problem, a
+    cache directory it cannot write and cannot replace) then costs a warning
+    and the numpy path, not a failed query.
+    """
     if os.environ.get("LSHRS_KERNELS", "").lower() == "numpy":
         return None
     try:
         from lshrs import _compiled
     except ImportError:  # numba is not installed
         return None
+    try:
+        _warm_up(_compiled.score_runs)
+    except Exception as exc:  # noqa: BLE001 - any failure of the compiler leaves numpy, which always works
+        log.warning("lshrs: numba could not compile the code scorer (%s); scoring with numpy", exc)
+        return None
     return _compiled.score_runs  # type: ignore[no-any-return]
+
+
+def _warm_up(kernel: ScoreRuns) -> None:
+    """One call with the types every real call has, so numba compiles (or loads its cache) now."""
+    codes = np.zeros((2, 8), np.uint8)
+    bounds, run_query = np.array([0, 2], np.int64), np.zeros(1, np.int64)
+    tables = np.zeros((1, 8, 256), np.float32)
+    kernel(codes.view(np.uint64), codes, np.empty(0, np.int64), bounds, run_query, codes[:1].view(np.uint64), tables, 1)

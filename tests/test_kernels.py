@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -94,3 +95,22 @@ def test_the_environment_can_keep_numpy():
     env = {**os.environ, "LSHRS_KERNELS": "numpy"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "True"
+
+
+def test_a_compiler_that_fails_leaves_numpy_and_a_warning(monkeypatch, caplog):
+    """numba installed but unable to compile (or to cache): queries go on with numpy instead of failing."""
+    from lshrs import _compiled
+
+    def broken(*args):
+        raise RuntimeError("no LLVM here")
+
+    caplog.set_level(logging.WARNING, logger="lshrs")
+    monkeypatch.setattr(_compiled, "score_runs", broken)
+    kernels.score_runs.cache_clear()
+    try:
+        assert kernels.score_runs() is None
+        assert "could not compile the code scorer (no LLVM here)" in caplog.text
+    finally:
+        monkeypatch.undo()
+        kernels.score_runs.cache_clear()
+    assert kernels.score_runs() is not None
