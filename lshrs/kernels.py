@@ -44,12 +44,12 @@ def score_runs() -> ScoreRuns | None:
     """
     if os.environ.get("LSHRS_KERNELS", "").lower() == "numpy":
         return None
-    try:
+    try:  # numba sets up its disk cache as the module defines the kernel: that can fail too
         from lshrs import _compiled
+
+        _warm_up(_compiled.score_runs)
     except ImportError:  # numba is not installed
         return None
-    try:
-        _warm_up(_compiled.score_runs)
     except Exception as exc:  # noqa: BLE001 - any failure of the compiler leaves numpy, which always works
         log.warning("lshrs: numba could not compile the code scorer (%s); scoring with numpy", exc)
         return None

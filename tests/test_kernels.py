@@ -114,3 +114,27 @@ def test_a_compiler_that_fails_leaves_numpy_and_a_warning(monkeypatch, caplog):
         monkeypatch.undo()
         kernels.score_runs.cache_clear()
     assert kernels.score_runs() is not None
+
+
+def test_a_numba_that_cannot_set_up_its_cache_leaves_numpy(monkeypatch, caplog):
+    """numba raises RuntimeError when the kernel module is imported and it finds no cache directory to use."""
+    import lshrs
+
+    class NoCache:
+        def find_spec(self, name, path=None, target=None):
+            if name == "lshrs._compiled":
+                raise RuntimeError("cannot cache function 'score_runs': no locator available")
+            return None
+
+    caplog.set_level(logging.WARNING, logger="lshrs")
+    monkeypatch.delitem(sys.modules, "lshrs._compiled", raising=False)
+    monkeypatch.delattr(lshrs, "_compiled", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [NoCache(), *sys.meta_path])
+    kernels.score_runs.cache_clear()
+    try:
+        assert kernels.score_runs() is None
+        assert "no locator available" in caplog.text
+    finally:
+        monkeypatch.undo()
+        kernels.score_runs.cache_clear()
+    assert kernels.score_runs() is not None
