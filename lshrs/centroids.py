@@ -52,7 +52,7 @@ from lshrs.codes import (
     rank_codes,
 )
 from lshrs.definition import DEFAULT_NUM_PROBES
-from lshrs.ranking import runs
+from lshrs.ranking import run_bounds, runs
 
 # Fewest training rows per centroid a build should use. In benchmarks/centroids.py,
 # going from 16 to 32 rows changed the share of true neighbours in 4 probed lists by
@@ -285,9 +285,7 @@ class Centroids:
         """`code_scores` in one compiled pass (lshrs.kernels): the same candidates kept, the same scores."""
         padded = padded_codes(codes)
         query_codes = padded_codes(self.rank_codes(queries))
-        found = runs(query_index)
-        run_query = np.array([q for q, _, _ in found], dtype=np.int64)
-        bounds = np.array([0] + [hi for _, _, hi in found], dtype=np.int64)
+        run_query, bounds = run_bounds(query_index)
         rows = np.empty(0, np.int64) if at is None else np.ascontiguousarray(at, dtype=np.int64)
         tables = code_tables(self._coded(queries), codes.shape[1])
         words, query_words = padded.view(np.uint64), query_codes.view(np.uint64)

@@ -130,11 +130,14 @@ def _best_of_run(pairs: Pairs, k: int) -> Pairs:
 
 def runs(query: NDArray[np.int64]) -> list[tuple[int, int, int]]:
     """(query, start, stop) of each run of equal values in `query`: the pairs of each query, when grouped."""
-    if len(query) == 0:
-        return []
-    starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]])
-    stops = np.r_[starts[1:], len(query)]
-    return list(zip(query[starts].tolist(), starts.tolist(), stops.tolist()))
+    values, bounds = run_bounds(query)
+    return list(zip(values.tolist(), bounds[:-1].tolist(), bounds[1:].tolist()))
+
+
+def run_bounds(query: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """`runs` as arrays: each run's value, shape (r,), and where each starts plus the end, shape (r + 1,)."""
+    starts = np.flatnonzero(np.r_[True, query[1:] != query[:-1]]) if len(query) else np.empty(0, np.int64)
+    return query[starts].astype(np.int64), np.r_[starts, len(query)].astype(np.int64)
 
 
 def top_p_limits(pairs: Pairs, n_queries: int, top_k: int, top_p: float | None) -> NDArray[np.int64]:
