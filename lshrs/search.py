@@ -188,9 +188,8 @@ def _search(
     if not req.rerank:
         pairs = ranking.Pairs(found.query, found.ids, found.value / family.num_tables)
         return ranking.head(pairs, top), count, None
-    # every candidate without top_p: a query's run of pairs is never longer than its candidates
-    everything = np.full(len(vecs), len(found.ids), dtype=np.int64)
-    limits = everything if req.top_p is None else ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
+    # how many candidates each query reranks with top_p; without it, the depth (codes) or all of them
+    limits = None if req.top_p is None else ranking.top_p_limits(found, len(vecs), req.top_k, req.top_p)
     if family.code_bytes and req.predicate is not None and req.top_p is None:
         depth_one = max(req.top_k, req.rerank_depth)
         stop_below = FILTER_SHARE_OK / WIDEN_FACTOR if _can_push_down(index, req) else 0.0  # the SQL answers sooner
@@ -198,11 +197,14 @@ def _search(
         passing, shares = yield from walk
         return passing, count, shares
     if family.code_bytes:  # the codes score them: rerank the best few hundred (or the top_p share)
-        depth = limits if req.top_p is not None else np.minimum(limits, max(req.top_k, req.rerank_depth))
+        depth = limits if limits is not None else np.full(len(vecs), max(req.top_k, req.rerank_depth))
         chosen = ranking.best_per_query(found, depth)
+    elif limits is None:
+        chosen = found
+    elif index.sketches is None:
+        chosen = ranking.head(found, limits)
     else:
-        cache = index.sketches if req.top_p is not None else None
-        chosen = ranking.head(found, limits) if cache is None else _by_sketch(cache, found, vecs, limits, generation)
+        chosen = _by_sketch(index.sketches, found, vecs, limits, generation)
     wanted = chosen.ids if len(vecs) == 1 else np.unique(chosen.ids)
     rows = yield call("store", "get", wanted, payload=False)
     if index.sketches is not None and req.top_p is not None and not family.code_bytes:
