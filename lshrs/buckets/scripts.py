@@ -311,11 +311,9 @@ def queue(pipe: Any, name: str, keys: list[Any], args: list[Any], by_sha: bool, 
     are idempotent, so a NOSCRIPT (a restarted server) reloads and retries.
     """
     if name not in SCRIPTS:
-        getattr(pipe, name)(*keys, *args)
-    elif by_sha:
-        pipe.execute_command("EVALSHA", SHAS[name], len(keys), *keys, *args)
+        getattr(pipe, name)(*keys, *args)  # redis-py's own method: its reply callback and key options
     else:
-        pipe.execute_command("EVAL", SCRIPTS[name], len(keys), *keys, *args, **options)
+        pipe.execute_command(*command(name, keys, args, by_sha), **({} if by_sha else options))
 
 
 def command(name: str, keys: list[Any], args: list[Any], by_sha: bool) -> list[Any]:
