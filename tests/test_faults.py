@@ -296,6 +296,59 @@ def lost_replies(monkeypatch):
     return state
 
 
+def test_a_query_read_survives_dropped_connections(redis_url, redis_client, name, monkeypatch):
+    """The bucket read (one packed MGET + HMGET exchange): killed between queries, or dropped half way
+    through a reply, it is re-sent on a new connection and answers the same; with no retries left, or
+    interrupted between its two replies, it raises, and the next query still answers (no connection
+    goes back to the pool with a reply unread)."""
+    vectors = clustered(3_000, dim=32, seed=3)
+    store = MemoryStore()
+    store.put(np.arange(len(vectors)), vectors)
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    own = redis.Redis.from_url(redis_url, retry=Retry(NoBackoff(), 3))  # from_url alone does not retry
+    lsh = LSHRS(name=name, redis=own, store=store, family="centroids", exact_below=0)
+    try:
+        lsh.index()
+        queries = vectors[:5] + 0.01
+        expected = [[h.id for h in lsh.query(q, top_k=10)] for q in queries]
+        assert redis_client.client_kill_filter(_type="normal", skipme=True) >= 1  # lsh's pooled connection
+        assert [[h.id for h in lsh.query(q, top_k=10)] for q in queries] == expected
+
+        read, state = redis.connection.Connection.read_response, {"drops": 0}
+
+        def dropping(self, *args, **kwargs):
+            if state["drops"]:  # the first reply of the exchange arrived only in part
+                state["drops"] -= 1
+                self.disconnect()
+                raise redis.ConnectionError("connection dropped by the test")
+            return read(self, *args, **kwargs)
+
+        monkeypatch.setattr(redis.connection.Connection, "read_response", dropping)
+        state["drops"] = 1
+        assert [h.id for h in lsh.query(queries[0], top_k=10)] == expected[0]
+        assert state["drops"] == 0
+        state["drops"] = 100  # more than the client's 3 retries
+        with pytest.raises(redis.ConnectionError):
+            lsh.query(queries[1], top_k=10)
+        state["drops"] = 0
+        assert [[h.id for h in lsh.query(q, top_k=10)] for q in queries] == expected
+
+        def interrupted(self, *args, **kwargs):  # after the first reply, before the second was read
+            read(self, *args, **kwargs)  # the first reply arrives
+            monkeypatch.setattr(redis.connection.Connection, "read_response", read)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(redis.connection.Connection, "read_response", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            lsh.query(queries[2], top_k=10)
+        assert [[h.id for h in lsh.query(q, top_k=10)] for q in queries] == expected  # no stale reply read
+    finally:
+        lsh.clear()
+        own.close()
+
+
 @pytest.mark.parametrize("family", ["centroids", "hyperplanes"])
 def test_a_resent_bucket_pipeline_writes_each_entry_once(redis_url, name, lost_replies, family):
     from redis.backoff import NoBackoff
