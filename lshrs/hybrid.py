@@ -72,8 +72,13 @@ def hybrid_steps(index: Attachment, req: Request, alpha: float, texts: list[str]
         keyword_hits = (yield from _keyword_hits(text, depth, req)) if alpha < 1 else []
         known = {hit.id: hit for hit in [*vector_hits, *keyword_hits]}
         fused = keywords.fuse([h.id for h in vector_hits], [h.id for h in keyword_hits], alpha)[: req.top_k]
-        results.append([replace(known[doc_id], score=score) for doc_id, score in fused])
+        results.append([_fused_hit(known[doc_id], score, req.payload) for doc_id, score in fused])
     return results
+
+
+def _fused_hit(hit: Hit, score: float, payload: bool) -> Hit:
+    """The hit with its fusion score; without its text and metadata when the query asked for none."""
+    return replace(hit, score=score) if payload else replace(hit, score=score, text=None, metadata=None)
 
 
 def _keyword_hits(text: str, depth: int, req: Request) -> Steps[list[Hit]]:

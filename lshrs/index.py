@@ -362,6 +362,7 @@ class LSHRS:
         filter: filters.Filter | None = None,
         alpha: float | None = None,
         keywords: str | None = None,
+        payload: bool = True,
     ) -> list[Hit]:
         """Nearest documents to one text or vector, best first.
 
@@ -389,8 +390,11 @@ class LSHRS:
                 is the fusion score, not a cosine. See `lshrs.hybrid`.
             keywords: the text keyword search matches, when the query is a vector
                 embedded elsewhere (a framework's embedding model); a text query is its own.
+            payload: False leaves each hit's text and metadata None and saves the store
+                read that fetches them: ids and exact scores only, for a caller that
+                joins the ids itself (RediSearch's NOCONTENT, Qdrant's with_payload=False).
         """
-        req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter)
+        req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter, payload)
         return steps.run(self._steps(req, alpha, None if keywords is None else [keywords]), self.step_targets())[0]
 
     async def aquery(
@@ -404,9 +408,10 @@ class LSHRS:
         filter: filters.Filter | None = None,
         alpha: float | None = None,
         keywords: str | None = None,
+        payload: bool = True,
     ) -> list[Hit]:
         """`query` without blocking the event loop (the model runs in a worker thread)."""
-        req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter)
+        req = self._request(search.one_query(query, self.dim), top_k, top_p, rerank, num_probes, filter, payload)
         wanted = None if keywords is None else [keywords]
         return (await steps.arun(self._steps(req, alpha, wanted), self.step_targets()))[0]
 
@@ -421,9 +426,10 @@ class LSHRS:
         filter: filters.Filter | None = None,
         alpha: float | None = None,
         keywords: Sequence[str] | None = None,
+        payload: bool = True,
     ) -> list[list[Hit]]:
         """`query` for a batch: one bucket read and at most two store reads in all (more with a tight filter)."""
-        req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
+        req = self._request(queries, top_k, top_p, rerank, num_probes, filter, payload)
         return steps.run(self._steps(req, alpha, keywords), self.step_targets())
 
     async def aquery_many(
@@ -437,9 +443,10 @@ class LSHRS:
         filter: filters.Filter | None = None,
         alpha: float | None = None,
         keywords: Sequence[str] | None = None,
+        payload: bool = True,
     ) -> list[list[Hit]]:
         """`query_many` without blocking the event loop."""
-        req = self._request(queries, top_k, top_p, rerank, num_probes, filter)
+        req = self._request(queries, top_k, top_p, rerank, num_probes, filter, payload)
         return await steps.arun(self._steps(req, alpha, keywords), self.step_targets())
 
     def _steps(
@@ -453,7 +460,14 @@ class LSHRS:
         return hybrid.hybrid_steps(self.attachment, req, weight, texts)
 
     def _request(
-        self, queries: Any, top_k: int, top_p: float | None, rerank: bool, num_probes: int | None, filter: Any
+        self,
+        queries: Any,
+        top_k: int,
+        top_p: float | None,
+        rerank: bool,
+        num_probes: int | None,
+        filter: Any,
+        payload: bool,
     ) -> search.Request:
         return search.request(
             queries,
@@ -466,6 +480,7 @@ class LSHRS:
             exact_below=self.exact_below,
             batch_size=self.batch_size,
             rerank_depth=self.rerank_depth,
+            payload=payload,
         )
 
     def step_targets(self) -> dict[str, Any]:

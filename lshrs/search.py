@@ -75,6 +75,7 @@ class Request:
     batch_size: int  # rows per page of an exact scan
     rerank_depth: int  # candidates a code-ranked query reranks when top_p is None
     where: Where | None = None  # the filter, when it is a dict the store may answer in SQL (see _pushed_down)
+    payload: bool = True  # read the hits' texts and metadata (a second store read)
 
 
 def request(
@@ -89,6 +90,7 @@ def request(
     exact_below: int,
     batch_size: int,
     rerank_depth: int,
+    payload: bool = True,
 ) -> Request:
     """Check a query batch whole before any I/O: texts to embed, or an (n, d) array."""
     inputs.check_top(top_k, top_p)
@@ -105,7 +107,11 @@ def request(
     else:
         vectors = inputs.as_vectors(queries, dim=dim, name="queries")
     depth = inputs.positive("rerank_depth", rerank_depth)
-    return Request(texts, vectors, top_k, top_p, rerank, probes, predicate, exact_below, batch_size, depth, expr)
+    if not isinstance(payload, bool):
+        raise TypeError(f"payload: expected True or False, got {payload!r:.40}")
+    return Request(
+        texts, vectors, top_k, top_p, rerank, probes, predicate, exact_below, batch_size, depth, expr, payload
+    )
 
 
 def one_query(query: Any, dim: int | None) -> Any:
@@ -149,7 +155,7 @@ def query_steps(index: Attachment, req: Request) -> Steps[list[list[Hit]]]:
         pairs = _splice(pairs, scan, exact)
     elif len(short):
         log.warning("%d queries found fewer than top_k=%d candidates", len(short), req.top_k)
-    return (yield from _hits(pairs, len(vecs), payload=req.rerank))
+    return (yield from _hits(pairs, len(vecs), payload=req.rerank and req.payload))
 
 
 def _can_push_down(index: Attachment, req: Request) -> bool:

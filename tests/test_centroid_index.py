@@ -83,6 +83,30 @@ def test_a_query_reranks_only_its_depth_of_code_ranked_candidates(make_index, co
     assert store.reads[0] >= 0.5 * lsh.candidate_counts(queries[:1])[0] - 1
 
 
+def test_a_query_without_payload_skips_the_payload_read(make_index, store, corpus):
+    """payload=False: the same ids and exact scores, no text or metadata, and no store read for them."""
+    vectors, queries, _ = corpus
+    store.put(np.arange(len(vectors)), vectors, [f"doc {i}" for i in range(len(vectors))],
+              [{"n": i} for i in range(len(vectors))])  # fmt: skip
+    lsh = make_index(store=store, family="centroids", exact_below=0)
+    lsh.index()
+    asked: list[bool] = []
+    read = store.get
+    store.get = lambda ids, *, payload=True: asked.append(payload) or read(ids, payload=payload)
+    full = lsh.query_many(queries[:5], top_k=10)
+    assert asked == [False, True] and full[0][0].text == f"doc {full[0][0].id}"
+    asked.clear()
+    bare = lsh.query_many(queries[:5], top_k=10, payload=False)
+    assert asked == [False]
+    assert [[(h.id, h.score) for h in row] for row in bare] == [[(h.id, h.score) for h in row] for row in full]
+    assert all(h.text is None and h.metadata is None for row in bare for h in row)
+    asked.clear()
+    one = lsh.query(queries[0], top_k=10, payload=False)
+    assert asked == [False] and [h.id for h in one] == [h.id for h in full[0]]
+    with pytest.raises(TypeError, match="payload"):
+        lsh.query(queries[0], payload="no")
+
+
 def test_a_batch_ranks_each_query_as_it_would_alone(make_index, corpus):
     """query_many scores each query's run of candidates on its own; past PREFILTER candidates the cut matters."""
     vectors, queries, _ = corpus

@@ -74,6 +74,13 @@ def test_alpha_one_is_the_vector_search_and_fusion_sits_between(lsh):
     assert set(vector_rank) | set(keyword_ids) >= set(ids(fused))
 
 
+def test_hybrid_without_payload_keeps_the_fused_order(lsh):
+    full = lsh.query("cat food", top_k=4, alpha=0.5)
+    bare = lsh.query("cat food", top_k=4, alpha=0.5, payload=False)
+    assert [(h.id, h.score) for h in bare] == [(h.id, h.score) for h in full]
+    assert all(h.text is None and h.metadata is None for h in bare) and full[0].text is not None
+
+
 def test_keyword_index_follows_inserts_replacements_and_deletes(lsh):
     assert lsh.query("xylograph", alpha=0) == []
     [new] = lsh.ingest(["an old xylograph print"])
