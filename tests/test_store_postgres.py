@@ -117,6 +117,25 @@ def test_ids_too_wide_for_the_column_are_refused_before_any_write(postgres_dsn, 
         lsh.clear()
 
 
+@pytest.mark.parametrize("id_sql", ["integer", "smallint"])
+def test_reads_by_id_use_the_key_index_of_narrower_id_columns(postgres_dsn, name, id_sql):
+    """Ids are bound as one binary bigint[]: an integer or smallint key still answers through its index,
+    and an id wider than the column finds nothing instead of failing."""
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE TABLE "{name}" (id {id_sql} PRIMARY KEY, embedding bytea, text text)')
+    store = PostgresStore(postgres_dsn, table=name, metadata_column=None, create=False)
+    rng = np.random.default_rng(2)
+    store.put(np.arange(500), rng.standard_normal((500, 4)).astype(np.float32), [f"row {i}" for i in range(500)])
+    rows = store.get(np.array([7, 2**40, 3, 7]))
+    assert rows.ids.tolist() == [7, 3, 7] and rows.texts == ["row 7", "row 3", "row 7"]
+    from lshrs.stores.postgres import _IdArray
+
+    with store._conn.transaction(force_rollback=True):
+        store._conn.execute("SET LOCAL enable_seqscan = off")
+        plan = store._cursor().execute("EXPLAIN " + store._get_statement(False), (_IdArray(np.arange(5)),)).fetchall()
+    assert "Index" in " ".join(line for (line,) in plan), plan
+
+
 def test_a_connection_that_is_not_in_autocommit_mode_is_refused(postgres_dsn, name):
     """On psycopg's default connection every write was a savepoint in a transaction nobody
     committed: other connections saw nothing and the rows vanished on close (issue 14)."""

@@ -28,6 +28,7 @@ import numpy as np
 import psycopg
 from numpy.typing import NDArray
 from psycopg import sql
+from psycopg.adapt import Dumper
 from psycopg.pq import Format
 
 from lshrs.inputs import id_range
@@ -49,6 +50,32 @@ _MAX_IDENTIFIER_BYTES = 63
 
 log = logging.getLogger("lshrs")
 T = TypeVar("T")
+
+
+class _IdArray:
+    """int64 ids bound as one binary bigint[] parameter (`_IdArrayDumper`), not a list psycopg checks item by item."""
+
+    def __init__(self, ids: NDArray[np.int64]) -> None:
+        self.ids = ids
+
+
+class _IdArrayDumper(Dumper):
+    """A bigint[] in Postgres' binary array format, built by numpy.
+
+    Dumping 100 ids from a Python list took a fifth of a 100-row read. A
+    bigint[] also compares with integer and smallint columns through their
+    index (btree's cross-type integer operators).
+    """
+
+    format = Format.BINARY
+    oid = psycopg.postgres.types["int8"].array_oid
+
+    def dump(self, obj: _IdArray) -> bytes:
+        items = np.empty(len(obj.ids), dtype=[("length", ">i4"), ("value", ">i8")])
+        items["length"], items["value"] = 8, obj.ids
+        # one dimension, no NULLs, element type int8, its length, lower bound 1
+        header = struct.pack(">iiiii", 1, 0, psycopg.postgres.types["int8"].oid, len(obj.ids), 1)
+        return header + items.tobytes()
 
 
 def _reconnecting(method: Callable[..., T]) -> Callable[..., T]:
@@ -133,6 +160,7 @@ class PostgresStore:
         self._text_config = text_search_config
         self._text_index_made = False
         self._col = {k: _identifier(v) for k, v in self._names.items() if v}
+        self._get_statements: dict[bool, str] = {}
         if create:
             self._create_table(vector_type)
         self._types = self._column_types()
@@ -207,6 +235,7 @@ class PostgresStore:
         cur = conn.cursor(name=name, binary=True) if name else conn.cursor(binary=True)
         for oid, loader in self._loaders:
             cur.adapters.register_loader(oid, loader)
+        cur.adapters.register_dumper(_IdArray, _IdArrayDumper)
         return cur
 
     # -- encoding ----------------------------------------------------------
@@ -381,7 +410,7 @@ class PostgresStore:
         ids = np.asarray(ids, np.int64)
         with self._lock:
             cur = self._cursor()
-            fetched = cur.execute(self._get_statement(payload), (ids.tolist(),), prepare=True).fetchall()
+            fetched = cur.execute(self._get_statement(payload), (_IdArray(ids),), prepare=True).fetchall()
         return in_requested_order(ids, self._rows(fetched, payload))
 
     async def aget(self, ids: NDArray[np.int64], *, payload: bool = True) -> Rows:
@@ -389,14 +418,18 @@ class PostgresStore:
         conn, lock = await self._aconn()
         async with lock:
             cur = self._cursor(conn=conn)
-            await cur.execute(self._get_statement(payload), (ids.tolist(),), prepare=True)
+            await cur.execute(self._get_statement(payload), (_IdArray(ids),), prepare=True)
             fetched = await cur.fetchall()
         return in_requested_order(ids, self._rows(fetched, payload))
 
-    def _get_statement(self, payload: bool) -> sql.Composed:
-        return sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(
-            self._columns(payload), self._table, self._col["id"]
-        )
+    def _get_statement(self, payload: bool) -> str:
+        """The read of rows by id, composed once per store (composing it took a tenth of a 100-row read)."""
+        if payload not in self._get_statements:
+            stmt = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(
+                self._columns(payload), self._table, self._col["id"]
+            )
+            self._get_statements[payload] = stmt.as_string(self._conn)
+        return self._get_statements[payload]
 
     @_reconnecting
     def find_where(self, expr: Where, limit: int | None = None) -> NDArray[np.int64] | None:
