@@ -37,35 +37,91 @@ def score_runs(
     """
     out = np.full(bounds[-1], -np.inf, np.float32)
     distance = np.empty(bounds[-1], np.int64)
-    width, code_bytes = words.shape[1], tables.shape[1]
-    counts = np.zeros(width * 64 + 1, np.int64)
+    counts = np.zeros(words.shape[1] * 64 + 1, np.int64)
     for r in range(len(run_query)):
-        q, lo, hi = run_query[r], bounds[r], bounds[r + 1]
-        counts[:] = 0
-        for i in range(lo, hi):
-            row = i if len(at) == 0 else at[i]
-            d = 0
-            for j in range(width):
-                d += _popcount(words[row, j] ^ query_words[q, j])
-            distance[i] = d
-            counts[d] += 1
-        # the cut: every candidate nearer than `cut`, then the first `room` at it, by position
-        cut, room = width * 64, hi - lo
-        if hi - lo > keep:
-            below, cut = 0, 0
-            while below + counts[cut] < keep:
-                below += counts[cut]
-                cut += 1
-            room = keep - below
-        for i in range(lo, hi):
-            d = distance[i]
-            if d > cut or (d == cut and room == 0):
-                continue
-            if d == cut:
-                room -= 1
-            row = i if len(at) == 0 else at[i]
-            score = np.float32(0.0)
-            for b in range(code_bytes):
-                score += tables[q, b, codes[row, b]]
-            out[i] = score
+        _score_run(words, codes, at, bounds[r], bounds[r + 1], run_query[r], query_words, tables, keep,
+                   counts, distance, out)  # fmt: skip
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def best_runs(
+    words: Any, codes: Any, at: Any, bounds: Any, run_query: Any, query_words: Any, tables: Any, keep: int, depth: int
+) -> Any:
+    """`score_runs`, then each run's best `depth` candidates: their positions and scores, best first.
+
+    Ties go to the earlier position, and a run with fewer than `depth`
+    scored candidates fills up with its unscored ones (-inf) in position
+    order: what a stable sort of the whole run by score would keep.
+    """
+    n = bounds[-1]
+    scores = np.full(n, -np.inf, np.float32)
+    distance = np.empty(n, np.int64)
+    counts = np.zeros(words.shape[1] * 64 + 1, np.int64)
+    total = 0
+    for r in range(len(run_query)):
+        total += min(depth, bounds[r + 1] - bounds[r])
+    positions = np.empty(total, np.int64)
+    best = np.empty(total, np.float32)
+    kept = np.empty(n, np.int64)
+    w = 0
+    for r in range(len(run_query)):
+        lo, hi = bounds[r], bounds[r + 1]
+        _score_run(words, codes, at, lo, hi, run_query[r], query_words, tables, keep, counts, distance, scores)
+        m = 0
+        for i in range(lo, hi):
+            if scores[i] > -np.inf:
+                kept[m] = i
+                m += 1
+        order = np.argsort(-scores[kept[:m]], kind="mergesort")
+        take = min(depth, m)
+        for j in range(take):
+            positions[w] = kept[order[j]]
+            best[w] = scores[positions[w]]
+            w += 1
+        room = min(depth, hi - lo) - take
+        for i in range(lo, hi):
+            if room == 0:
+                break
+            if scores[i] == -np.inf:
+                positions[w] = i
+                best[w] = -np.inf
+                w += 1
+                room -= 1
+    return positions, best
+
+
+@numba.njit(cache=True, nogil=True)
+def _score_run(
+    words: Any, codes: Any, at: Any, lo: int, hi: int, q: int, query_words: Any, tables: Any, keep: int,
+    counts: Any, distance: Any, out: Any,
+) -> None:  # fmt: skip
+    """Score one query's run of candidates lo..hi into `out` (left -inf outside the `keep` nearest)."""
+    width, code_bytes = words.shape[1], tables.shape[1]
+    counts[:] = 0
+    for i in range(lo, hi):
+        row = i if len(at) == 0 else at[i]
+        d = 0
+        for j in range(width):
+            d += _popcount(words[row, j] ^ query_words[q, j])
+        distance[i] = d
+        counts[d] += 1
+    # the cut: every candidate nearer than `cut`, then the first `room` at it, by position
+    cut, room = width * 64, hi - lo
+    if hi - lo > keep:
+        below, cut = 0, 0
+        while below + counts[cut] < keep:
+            below += counts[cut]
+            cut += 1
+        room = keep - below
+    for i in range(lo, hi):
+        d = distance[i]
+        if d > cut or (d == cut and room == 0):
+            continue
+        if d == cut:
+            room -= 1
+        row = i if len(at) == 0 else at[i]
+        score = np.float32(0.0)
+        for b in range(code_bytes):
+            score += tables[q, b, codes[row, b]]
+        out[i] = score

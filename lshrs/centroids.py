@@ -46,13 +46,14 @@ from lshrs.codes import (
     asymmetric_scores,
     centre,
     code_tables,
+    code_words,
     hamming_one,
     padded_codes,
     prefilter,
     rank_codes,
 )
 from lshrs.definition import DEFAULT_NUM_PROBES
-from lshrs.ranking import run_bounds, runs
+from lshrs.ranking import Pairs, best_per_query, run_bounds, runs
 
 # Fewest training rows per centroid a build should use. In benchmarks/centroids.py,
 # going from 16 to 32 rows changed the share of true neighbours in 4 probed lists by
@@ -274,6 +275,28 @@ class Centroids:
             scores[lo:hi] = self._one_query_scores(queries[q : q + 1], run)
         return scores
 
+    def best_by_code(
+        self,
+        queries: NDArray[np.float32],
+        query_index: NDArray[np.int64],
+        codes: NDArray[np.uint8],
+        at: NDArray[np.int64] | None,
+        depth: int,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Each query's best `depth` candidates by `code_scores`: their positions and scores, best first.
+
+        Grouped by query in the order the runs arrive; ties go to the
+        earlier position. Compiled, the selection happens in the scoring
+        pass and nothing the length of the whole candidate list is sorted.
+        """
+        best = kernels.best_runs()
+        if best is not None:
+            return best(*self._kernel_inputs(queries, query_index, codes, at), PREFILTER, depth)  # type: ignore[no-any-return]
+        scores = self.code_scores(queries, query_index, codes, at).astype(np.float64)
+        limits = np.full(len(queries), depth, np.int64)
+        chosen = best_per_query(Pairs(query_index, np.arange(len(scores), dtype=np.int64), scores), limits)
+        return chosen.ids, chosen.value.astype(np.float32)
+
     def _compiled_scores(
         self,
         compiled: kernels.ScoreRuns,
@@ -283,13 +306,22 @@ class Centroids:
         at: NDArray[np.int64] | None,
     ) -> NDArray[np.float32]:
         """`code_scores` in one compiled pass (lshrs.kernels): the same candidates kept, the same scores."""
-        padded = padded_codes(codes)
+        return compiled(*self._kernel_inputs(queries, query_index, codes, at), PREFILTER)
+
+    def _kernel_inputs(
+        self,
+        queries: NDArray[np.float32],
+        query_index: NDArray[np.int64],
+        codes: NDArray[np.uint8],
+        at: NDArray[np.int64] | None,
+    ) -> tuple[Any, ...]:
+        """The compiled kernels' arguments up to `keep` (see lshrs._compiled.score_runs)."""
+        words, readable = code_words(codes)
         query_codes = padded_codes(self.rank_codes(queries))
         run_query, bounds = run_bounds(query_index)
         rows = np.empty(0, np.int64) if at is None else np.ascontiguousarray(at, dtype=np.int64)
         tables = code_tables(self._coded(queries), codes.shape[1])
-        words, query_words = padded.view(np.uint64), query_codes.view(np.uint64)
-        return compiled(words, padded, rows, bounds, run_query, query_words, tables, PREFILTER)
+        return words, readable, rows, bounds, run_query, query_codes.view(np.uint64), tables
 
     def _one_query_scores(self, query: NDArray[np.float32], codes: NDArray[np.uint8]) -> NDArray[np.float32]:
         scores = np.full(len(codes), -np.inf, dtype=np.float32)
@@ -450,6 +482,16 @@ class Untrained:
         codes: NDArray[np.uint8],
         at: NDArray[np.int64] | None = None,
     ) -> NDArray[np.float32]:
+        raise RuntimeError("centroids are not trained yet")
+
+    def best_by_code(
+        self,
+        queries: NDArray[np.float32],
+        query_index: NDArray[np.int64],
+        codes: NDArray[np.uint8],
+        at: NDArray[np.int64] | None,
+        depth: int,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         raise RuntimeError("centroids are not trained yet")
 
     def fields(self) -> dict[str, bytes | int]:

@@ -153,6 +153,21 @@ def code_tables(query_centred: NDArray[np.float32], width: int) -> NDArray[np.fl
     return np.ascontiguousarray(padded.reshape(len(q), width, 8) @ _SIGNS.T)
 
 
+def code_words(codes: NDArray[np.uint8]) -> tuple[NDArray[np.uint64], NDArray[np.uint8]]:
+    """Codes as the compiled scorer reads them: 8-byte words, and the bytes those words cover.
+
+    A bucket read's codes are a read-only view into the bytes Redis sent,
+    one entry (id and code) apart; codes of whole words are read there in
+    place, unaligned, instead of copied out first (60 us of a 1.3 ms query
+    at 11,000 candidates). Anything else is copied into padded rows.
+    """
+    in_place = len(codes) > 1 and codes.shape[1] % 8 == 0 and codes.strides[1] == 1
+    if in_place and not codes.flags.c_contiguous and not codes.flags.writeable:
+        return codes.view(np.uint64), codes
+    padded = padded_codes(codes)
+    return padded.view(np.uint64), padded
+
+
 def padded_codes(codes: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Codes as a contiguous (n, 8 * words) array, zero-padded to whole 8-byte words (the compiled scorer's input)."""
     width = codes.shape[1]

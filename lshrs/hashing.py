@@ -77,6 +77,17 @@ class HashFamily(Protocol):
         """
         ...
 
+    def best_by_code(
+        self,
+        queries: NDArray[np.float32],
+        query_index: NDArray[np.int64],
+        codes: NDArray[np.uint8],
+        at: NDArray[np.int64] | None,
+        depth: int,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """Positions and `code_scores` of each query's best `depth` candidates, best first, ties by position."""
+        ...
+
     def codes(self, vectors: NDArray[np.float32]) -> NDArray[np.int64]:
         """Bucket code of each vector in each table, shape (n, num_tables)."""
         ...

@@ -88,6 +88,16 @@ class Hyperplanes:
     ) -> NDArray[np.float32]:
         raise TypeError("hyperplanes keep no ranking codes: their candidates are ranked by collision count")
 
+    def best_by_code(
+        self,
+        queries: NDArray[np.float32],
+        query_index: NDArray[np.int64],
+        codes: NDArray[np.uint8],
+        at: NDArray[np.int64] | None,
+        depth: int,
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        raise TypeError("hyperplanes keep no ranking codes: their candidates are ranked by collision count")
+
     def project(self, vectors: NDArray[np.float32]) -> NDArray[np.float64]:
         """Projections, shape (n, tables, bits).
 

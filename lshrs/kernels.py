@@ -11,8 +11,12 @@ scorers interleaved in one run) `query_many` of 300 queries answered 1,480
 queries/s against numpy's 854, and one `query` took 1.93 ms against 2.22
 (p50); the answers were the same (and tests/test_kernels.py compares them).
 
-The kernel selects exactly what the numpy path selects (`codes.prefilter`
-breaks ties at the cut by position, as this does); the scores agree to
+A query that reranks a fixed depth (no top_p, no filter) also keeps its
+best `depth` inside the kernel (`best_runs`), so nothing the length of its
+candidate list is sorted or converted afterwards.
+
+The kernels select exactly what the numpy path selects (`codes.prefilter`
+and `ranking.best_per_query` break ties at the cut by position, as these do); the scores agree to
 float32 rounding, since the two sum the same table entries in different
 orders. Compiled on first use and cached on disk by numba (about 0.7 s
 once, then a load). ``LSHRS_KERNELS=numpy`` in the environment keeps numpy.
@@ -29,6 +33,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 ScoreRuns = Callable[..., NDArray[np.float32]]
+BestRuns = Callable[..., tuple[NDArray[np.int64], NDArray[np.float32]]]
 
 log = logging.getLogger("lshrs")
 
@@ -47,7 +52,7 @@ def score_runs() -> ScoreRuns | None:
     try:  # numba sets up its disk cache as the module defines the kernel: that can fail too
         from lshrs import _compiled
 
-        _warm_up(_compiled.score_runs)
+        _warm_up(_compiled.score_runs, _compiled.best_runs)
     except ImportError:  # numba is not installed
         return None
     except Exception as exc:  # noqa: BLE001 - any failure of the compiler leaves numpy, which always works
@@ -56,9 +61,29 @@ def score_runs() -> ScoreRuns | None:
     return _compiled.score_runs  # type: ignore[no-any-return]
 
 
-def _warm_up(kernel: ScoreRuns) -> None:
-    """One call with the types every real call has, so numba compiles (or loads its cache) now."""
-    codes = np.zeros((2, 8), np.uint8)
+def best_runs() -> BestRuns | None:
+    """The compiled scorer that also keeps each query's best candidates (`_compiled.best_runs`), or None.
+
+    Available exactly when `score_runs()` is: one guard decides for both.
+    """
+    if score_runs() is None:
+        return None
+    from lshrs import _compiled
+
+    return _compiled.best_runs  # type: ignore[no-any-return]
+
+
+def _warm_up(scorer: ScoreRuns, best: BestRuns) -> None:
+    """One call of each kernel with the types real calls have, so numba compiles (or loads its cache) now.
+
+    Codes come either padded into their own array, or as a view into the
+    bucket read's bytes (4-byte id, then the code: rows 52 bytes apart).
+    """
     bounds, run_query = np.array([0, 2], np.int64), np.zeros(1, np.int64)
     tables = np.zeros((1, 8, 256), np.float32)
-    kernel(codes.view(np.uint64), codes, np.empty(0, np.int64), bounds, run_query, codes[:1].view(np.uint64), tables, 1)
+    padded = np.zeros((2, 8), np.uint8)
+    read = np.frombuffer(bytes(24), dtype=[("id", "<u4"), ("code", "u1", (8,))])["code"]
+    for codes in (padded, read):
+        words, query = codes.view(np.uint64), padded[:1].view(np.uint64)
+        scorer(words, codes, np.empty(0, np.int64), bounds, run_query, query, tables, 1)
+        best(words, codes, np.empty(0, np.int64), bounds, run_query, query, tables, 1, 1)

@@ -121,11 +121,26 @@ def best_per_query(pairs: Pairs, limits: NDArray[np.int64]) -> Pairs:
 
 
 def _best_of_run(pairs: Pairs, k: int) -> Pairs:
+    if k <= 0:
+        return pairs.take(np.zeros(len(pairs), bool))
     if k < len(pairs):
-        keep = np.argpartition(-pairs.value, k - 1)[:k]
+        keep = _top_positions(pairs.value, k)
         pairs = Pairs(pairs.query[keep], pairs.ids[keep], pairs.value[keep])
     order = np.argsort(-pairs.value, kind="stable")
     return Pairs(pairs.query[order], pairs.ids[order], pairs.value[order])
+
+
+def _top_positions(value: NDArray[np.float64], k: int) -> NDArray[np.int64]:
+    """Positions of the k largest values, ascending; ties at the cut go to the earlier position.
+
+    Deterministic where argpartition is not, so the compiled scorer
+    (lshrs._compiled.best_runs) keeps exactly the same candidates.
+    """
+    negated = -value
+    cut = np.partition(negated, k - 1)[k - 1]
+    better = np.flatnonzero(negated < cut)
+    at_cut = np.flatnonzero(negated == cut)[: k - len(better)]
+    return np.sort(np.concatenate([better, at_cut]))
 
 
 def runs(query: NDArray[np.int64]) -> list[tuple[int, int, int]]:

@@ -185,12 +185,13 @@ def _search(
     assert family is not None
     if not family.trained:  # a centroid index too small to train has no buckets: the store is the index
         return (yield from _exact(vecs, req)), 0, None  # rerank=False too: there is nothing else to rank by
-    found, count, generation = yield from candidates(index, vecs, probes)
+    depth = _code_depth(family, req)
+    found, count, generation = yield from candidates(index, vecs, probes, depth)
     if req.rerank and count < req.exact_below and (yield from _store_at_most(req.exact_below - 1)):
         return (yield from _exact(vecs, req)), count, None
     top = np.full(len(vecs), req.top_k)
     if not req.rerank and family.code_bytes:
-        return ranking.best_per_query(found, top), count, None
+        return found, count, None  # the codes' best top_k (see _code_depth)
     if not req.rerank:
         pairs = ranking.Pairs(found.query, found.ids, found.value / family.num_tables)
         return ranking.head(pairs, top), count, None
@@ -202,9 +203,10 @@ def _search(
         walk = filters.passing_by_code(found, vecs, req.top_k, depth_one, req.predicate, stop_below)
         passing, shares = yield from walk
         return passing, count, shares
-    if family.code_bytes:  # the codes score them: rerank the best few hundred (or the top_p share)
-        depth = limits if limits is not None else np.full(len(vecs), max(req.top_k, req.rerank_depth))
-        chosen = ranking.best_per_query(found, depth)
+    if family.code_bytes and limits is not None:  # the codes score them: rerank the top_p share
+        chosen = ranking.best_per_query(found, limits)
+    elif family.code_bytes:  # the best few hundred by code, chosen as they were scored
+        chosen = found
     elif limits is None:
         chosen = found
     elif index.sketches is None:
@@ -245,12 +247,27 @@ def _by_sketch(
     return ranking.Pairs(chosen.query[order], chosen.ids[order], chosen.value[order])
 
 
-def candidates(index: Attachment, vecs: NDArray[np.float32], probes: int) -> Steps[tuple[ranking.Pairs, int, bytes]]:
+def _code_depth(family: Any, req: Request) -> int | None:
+    """How many candidates per query the ranking codes keep as they score them, or None for all of them.
+
+    A code-ranked query reranks its best `rerank_depth` (rerank=False: returns
+    its best top_k); with top_p the share depends on each query's count, and a
+    filter walks further down the code order, so those keep every candidate.
+    """
+    if not family.code_bytes or req.top_p is not None or (req.rerank and req.predicate is not None):
+        return None
+    return max(req.top_k, req.rerank_depth) if req.rerank else req.top_k
+
+
+def candidates(
+    index: Attachment, vecs: NDArray[np.float32], probes: int, depth: int | None = None
+) -> Steps[tuple[ranking.Pairs, int, bytes]]:
     """Ids in the probed buckets per query, the index size and its generation.
 
     Ranked by collision count; or, for a family that keeps ranking codes in
     its bucket entries, scored by the code against the query and left
     unsorted (grouped by query): `ranking.best_per_query` keeps the best.
+    With `depth` (codes only) each query keeps only its best `depth`, ranked.
     """
     hasher = index.family
     assert hasher is not None
@@ -272,6 +289,9 @@ def candidates(index: Attachment, vecs: NDArray[np.float32], probes: int) -> Ste
     if marks is None:
         return ranking.count_collisions(queries, ids), size, generation
     # One entry per vector (one table, distinct probed buckets): no counting, the codes rank.
+    if depth is not None:
+        kept, best = hasher.best_by_code(vecs, queries, marks, at, depth)
+        return ranking.Pairs(queries[kept], ids[kept], best.astype(np.float64)), size, generation
     scores = hasher.code_scores(vecs, queries, marks, at).astype(np.float64)
     return ranking.Pairs(queries, ids, scores), size, generation
 

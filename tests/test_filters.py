@@ -130,9 +130,9 @@ def test_a_thin_share_of_passing_candidates_probes_wider_and_a_broad_one_does_no
     lsh.ingest(vectors=vectors, ids=np.arange(6_000), metadata=[{"k": i % 100} for i in range(6_000)])
     probed, real = [], search.candidates
 
-    def spy(index, vecs, probes):
+    def spy(index, vecs, probes, depth=None):
         probed.append(probes)
-        return (yield from real(index, vecs, probes))
+        return (yield from real(index, vecs, probes, depth))
 
     monkeypatch.setattr(search, "candidates", spy)
     hits = lsh.query(vectors[3], top_k=5, filter={"k": {"$lt": 5}})  # 5 % pass

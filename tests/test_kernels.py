@@ -75,6 +75,47 @@ def test_no_candidates(monkeypatch):
     assert compiled.shape == plain.shape == (0,)
 
 
+def best_both(monkeypatch, family, queries, query_index, codes, at, depth):
+    compiled = family.best_by_code(queries, query_index, codes, at, depth)
+    with monkeypatch.context() as m:
+        numpy_path(m)
+        plain = family.best_by_code(queries, query_index, codes, at, depth)
+    return compiled, plain
+
+
+@pytest.mark.parametrize("depth", [1, 200, PREFILTER + 500])  # past PREFILTER: unscored ones fill, by position
+def test_the_best_by_code_are_those_numpy_keeps(monkeypatch, depth):
+    """Selection in the kernel: the same positions in the same order, ties (duplicate codes) to the earlier one."""
+    family, codes, queries = fitted(384)
+    rng = np.random.default_rng(3)
+    codes = np.concatenate([codes, codes[:3_000]])  # every one of these scores exactly as its twin
+    sizes = [4_000, 0, 150, 800, 2_600, 1]  # longer than PREFILTER, empty, shorter than depth, between
+    query_index = np.repeat(np.arange(len(sizes)), sizes)
+    at = rng.permutation(len(codes))[: len(query_index)]
+    at[:2_000:2] = at[1:2_000:2]  # the same code twice within a run
+    (kept, best), (kept_np, best_np) = best_both(
+        monkeypatch, family, queries[: len(sizes)], query_index, codes, at, depth
+    )
+    assert np.array_equal(kept, kept_np)
+    np.testing.assert_allclose(best, best_np, rtol=1e-5, atol=1e-4)
+    assert np.array_equal(np.bincount(query_index[kept], minlength=len(sizes)), np.minimum(sizes, depth))
+    scores = family.code_scores(queries[: len(sizes)], query_index, codes, at)
+    assert np.array_equal(best[np.isfinite(best)], scores[kept][np.isfinite(best)])
+
+
+def test_codes_are_read_in_place_from_the_bucket_bytes(monkeypatch):
+    """A bucket read's codes, a read-only view one entry apart, score as the same codes copied out."""
+    family, codes, queries = fitted(384, n=3_000)
+    entries = np.zeros(len(codes), dtype=[("id", "<u4"), ("code", "u1", (codes.shape[1],))])
+    entries["code"] = codes
+    view = np.frombuffer(entries.tobytes(), dtype=entries.dtype)["code"]
+    assert not view.flags.c_contiguous and not view.flags.writeable
+    query_index = np.zeros(len(codes), np.int64)
+    in_place = family.best_by_code(queries[:1], query_index, view, None, 200)
+    copied = family.best_by_code(queries[:1], query_index, codes, None, 200)
+    assert np.array_equal(in_place[0], copied[0]) and np.array_equal(in_place[1], copied[1])
+
+
 def test_an_index_answers_the_same_either_way(make_index, monkeypatch):
     vectors = clustered(8_000, dim=96, clusters=50, seed=4)
     queries = clustered(8_020, dim=96, clusters=50, seed=4)[8_000:] + 0.02
