@@ -87,6 +87,8 @@ class Lshrs:
         self.client = redis.Redis.from_url(url)
         self.store = store
         self.lsh: LSHRS | None = None
+        # False: hits without texts or metadata (ids and exact scores), as RediSearch's FT.SEARCH NOCONTENT answers
+        self.payload = True
 
     def fill(self, vectors: np.ndarray, texts: list[str]) -> dict:
         """Put the documents in the store (the user's table before index())."""
@@ -130,12 +132,13 @@ class Lshrs:
     def search(self, q: np.ndarray, k: int, s: dict) -> np.ndarray:
         assert self.lsh is not None
         self.lsh.rerank_depth = s.get("rerank_depth", self.lsh.rerank_depth)
-        return np.array([h.id for h in self.lsh.query(q, top_k=k, num_probes=s["num_probes"], top_p=s["top_p"])])
+        hits = self.lsh.query(q, top_k=k, num_probes=s["num_probes"], top_p=s["top_p"], payload=self.payload)
+        return np.array([h.id for h in hits])
 
     def search_many(self, qs: np.ndarray, k: int, s: dict) -> list[np.ndarray]:
         assert self.lsh is not None
         self.lsh.rerank_depth = s.get("rerank_depth", self.lsh.rerank_depth)
-        rows = self.lsh.query_many(qs, top_k=k, num_probes=s["num_probes"], top_p=s["top_p"])
+        rows = self.lsh.query_many(qs, top_k=k, num_probes=s["num_probes"], top_p=s["top_p"], payload=self.payload)
         return [np.array([h.id for h in row]) for row in rows]
 
     def reranked(self, qs: np.ndarray, s: dict) -> float:
@@ -192,7 +195,12 @@ def best_lshrs(rows: list[dict]) -> dict | None:
 
 
 def run_stores(best: dict, corpus: np.ndarray, texts: list[str], queries, truth, timed: int, url: str) -> list[dict]:
-    """The best MemoryStore setting again with the documents in Redis hashes, Postgres and SQLite."""
+    """The best MemoryStore setting again with the documents in Redis hashes, Postgres and SQLite.
+
+    Each store is measured twice: hits with their texts (lshrs' default),
+    and ids only (payload=False), which is what RediSearch's NOCONTENT
+    reply holds; the MemoryStore's with-texts rows are the sweep's own.
+    """
     setting = {k: best[k] for k in ("num_probes", "top_p", "rerank_depth") if k in best}
     shape = (best["nlist"],) if best["family"] == "centroids" else (best["num_tables"], best["num_bits"])
     rows = []
@@ -202,12 +210,15 @@ def run_stores(best: dict, corpus: np.ndarray, texts: list[str], queries, truth,
             engine = Lshrs(kind, url, store, best["family"])
             filled = engine.fill(corpus, texts)
             built = engine.build(shape)
-            row = {"engine": engine.name, **filled, **built, **setting}
-            row.update(alternatives.measure(engine, setting, queries, truth, timed))
-            row["reranked"] = engine.reranked(queries, setting)
-            row["reranked_fraction"] = row["reranked"] / len(corpus)
-            print(json.dumps(row), flush=True)
-            rows.append(row)
+            for payload in (True, False) if kind != "memory" else (False,):
+                engine.payload = payload
+                engine.name = engine_name(best["family"], kind if payload else f"{kind}, ids only")
+                row = {"engine": engine.name, **filled, **built, **setting, "payload": payload}
+                row.update(alternatives.measure(engine, setting, queries, truth, timed))
+                row["reranked"] = engine.reranked(queries, setting)
+                row["reranked_fraction"] = row["reranked"] / len(corpus)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
             engine.close()
         finally:
             close()
@@ -228,7 +239,10 @@ def _other_stores(url: str) -> list[tuple[str, Callable[[], tuple[Any, Callable[
         folder = tempfile.TemporaryDirectory(prefix="lshrs-cmp-")
         return SQLiteStore(os.path.join(folder.name, "docs.db")), folder.cleanup
 
-    return [("redis", redis_hashes), ("postgres", postgres), ("sqlite", sqlite)]
+    def memory():
+        return MemoryStore(), lambda: None
+
+    return [("memory", memory), ("redis", redis_hashes), ("postgres", postgres), ("sqlite", sqlite)]
 
 
 def run_alternatives(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, timed: int, skip: set) -> list:
