@@ -37,10 +37,11 @@ def score_runs(
     """
     out = np.full(bounds[-1], -np.inf, np.float32)
     distance = np.empty(bounds[-1], np.int64)
+    kept = np.empty(bounds[-1], np.int64)
     counts = np.zeros(words.shape[1] * 64 + 1, np.int64)
     for r in range(len(run_query)):
         _score_run(words, codes, at, bounds[r], bounds[r + 1], run_query[r], query_words, tables, keep,
-                   counts, distance, out)  # fmt: skip
+                   counts, distance, out, kept)  # fmt: skip
     return out
 
 
@@ -67,14 +68,10 @@ def best_runs(
     w = 0
     for r in range(len(run_query)):
         lo, hi = bounds[r], bounds[r + 1]
-        _score_run(words, codes, at, lo, hi, run_query[r], query_words, tables, keep, counts, distance, scores)
-        m = 0
-        for i in range(lo, hi):
-            if scores[i] > -np.inf:
-                kept[m] = i
-                m += 1
-        order = np.argsort(-scores[kept[:m]], kind="mergesort")
-        take = min(depth, m)
+        m = _score_run(words, codes, at, lo, hi, run_query[r], query_words, tables, keep, counts, distance, scores,
+                       kept)  # fmt: skip
+        take = _select(scores, kept, m, depth)
+        order = np.argsort(-scores[kept[:take]], kind="mergesort")
         for j in range(take):
             positions[w] = kept[order[j]]
             best[w] = scores[positions[w]]
@@ -92,11 +89,39 @@ def best_runs(
 
 
 @numba.njit(cache=True, nogil=True)
+def _select(scores: Any, kept: Any, m: int, depth: int) -> int:
+    """Narrow kept[:m] (positions, ascending) to its best `depth` by score, ties to the earlier; how many remain.
+
+    A partition finds the cut, so only the few kept are sorted afterwards,
+    not all m (up to PREFILTER).
+    """
+    if m <= depth:
+        return m
+    cut = np.partition(-scores[kept[:m]], depth - 1)[depth - 1]  # the depth-th best, negated
+    better = 0
+    for j in range(m):
+        if -scores[kept[j]] < cut:
+            better += 1
+    room, n = depth - better, 0
+    for j in range(m):
+        value = -scores[kept[j]]
+        if value < cut or (value == cut and room > 0):
+            if value == cut:
+                room -= 1
+            kept[n] = kept[j]
+            n += 1
+    return n
+
+
+@numba.njit(cache=True, nogil=True)
 def _score_run(
     words: Any, codes: Any, at: Any, lo: int, hi: int, q: int, query_words: Any, tables: Any, keep: int,
-    counts: Any, distance: Any, out: Any,
-) -> None:  # fmt: skip
-    """Score one query's run of candidates lo..hi into `out` (left -inf outside the `keep` nearest)."""
+    counts: Any, distance: Any, out: Any, kept: Any,
+) -> int:  # fmt: skip
+    """Score one query's run of candidates lo..hi into `out` (left -inf outside the `keep` nearest).
+
+    Returns how many were scored; their positions, ascending, are kept[:that].
+    """
     width, code_bytes = words.shape[1], tables.shape[1]
     counts[:] = 0
     for i in range(lo, hi):
@@ -114,6 +139,7 @@ def _score_run(
             below += counts[cut]
             cut += 1
         room = keep - below
+    m = 0
     for i in range(lo, hi):
         d = distance[i]
         if d > cut or (d == cut and room == 0):
@@ -125,3 +151,6 @@ def _score_run(
         for b in range(code_bytes):
             score += tables[q, b, codes[row, b]]
         out[i] = score
+        kept[m] = i
+        m += 1
+    return m

@@ -73,6 +73,9 @@ def test_no_candidates(monkeypatch):
     family, codes, queries = fitted(384, n=2_000)
     compiled, plain = both(monkeypatch, family, queries[:1], np.empty(0, np.int64), codes[:0])
     assert compiled.shape == plain.shape == (0,)
+    (kept, best), (kept_np, best_np) = best_both(monkeypatch, family, queries[:1], np.empty(0, np.int64), codes[:0],
+                                                 None, 10)  # fmt: skip
+    assert kept.shape == kept_np.shape == best.shape == best_np.shape == (0,)
 
 
 def best_both(monkeypatch, family, queries, query_index, codes, at, depth):
