@@ -163,6 +163,10 @@ def top_p_limits(pairs: Pairs, n_queries: int, top_k: int, top_p: float | None) 
     return np.maximum(np.ceil(counts * top_p - 1e-9).astype(np.int64), top_k)
 
 
+# |v|^2 summed in float32 is trusted between these: normal numbers, far from overflow (NaN fails both tests)
+_F32_SQUARES = (1e-30, 1e30)
+
+
 def normalize(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
     return (vectors.astype(np.float64) * inverse_norms(vectors)[:, None]).astype(np.float32)
 
@@ -170,9 +174,15 @@ def normalize(vectors: NDArray[np.float32]) -> NDArray[np.float32]:
 def inverse_norms(vectors: NDArray[np.float32]) -> NDArray[np.float64]:
     """1 / |v| per row, 0 for a zero row (so it scores 0 instead of NaN).
 
-    |v|^2 is summed in float64: in float32 it overflows for coordinates above
-    about 1.8e19 and underflows below about 1e-22, and such vectors scored 0.
+    Summed in float32 when every |v|^2 comes out a normal float32 number
+    (5x faster than float64: 24 us against 5 us for 100 x 384, a tenth of
+    a reranked query's Python side), within float32 rounding of the float64
+    sum. Otherwise in float64: in float32 |v|^2 overflows for coordinates
+    above about 1.8e19 and underflows below about 1e-22, and such vectors scored 0.
     """
+    fast = np.einsum("ij,ij->i", vectors, vectors) if vectors.dtype == np.float32 else None
+    if fast is not None and len(fast) and _F32_SQUARES[0] <= fast.min() and fast.max() <= _F32_SQUARES[1]:
+        return 1.0 / np.sqrt(fast.astype(np.float64))
     squared = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)
     with np.errstate(divide="ignore"):
         inv = 1.0 / np.sqrt(squared)
