@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 import redis
@@ -93,6 +95,14 @@ def test_a_query_without_payload_skips_the_payload_read(make_index, store, corpu
     asked: list[bool] = []
     read = store.get
     store.get = lambda ids, *, payload=True: asked.append(payload) or read(ids, payload=payload)
+    if hasattr(store, "aget"):  # the async verbs read through it where the store has one
+        aread = store.aget
+
+        async def aget(ids, *, payload=True):
+            asked.append(payload)
+            return await aread(ids, payload=payload)
+
+        store.aget = aget
     full = lsh.query_many(queries[:5], top_k=10)
     assert asked == [False, True] and full[0][0].text == f"doc {full[0][0].id}"
     asked.clear()
@@ -103,6 +113,9 @@ def test_a_query_without_payload_skips_the_payload_read(make_index, store, corpu
     asked.clear()
     one = lsh.query(queries[0], top_k=10, payload=False)
     assert asked == [False] and [h.id for h in one] == [h.id for h in full[0]]
+    asked.clear()
+    awaited = asyncio.run(lsh.aquery_many(queries[:5], top_k=10, payload=False))
+    assert asked == [False] and [[h.id for h in row] for row in awaited] == [[h.id for h in row] for row in bare]
     with pytest.raises(TypeError, match="payload"):
         lsh.query(queries[0], payload="no")
 
