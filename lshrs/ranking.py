@@ -96,6 +96,9 @@ def head(pairs: Pairs, limits: NDArray[np.int64]) -> Pairs:
     """The first `limits[q]` pairs of every query (pairs must be ranked)."""
     if len(pairs) == 0:
         return pairs
+    if pairs.query[0] == pairs.query[-1]:  # one query (a ranked batch is sorted by query)
+        k = max(int(limits[pairs.query[0]]), 0)
+        return Pairs(pairs.query[:k], pairs.ids[:k], pairs.value[:k])
     starts = np.flatnonzero(np.r_[True, pairs.query[1:] != pairs.query[:-1]])
     group_start = np.repeat(starts, np.diff(np.r_[starts, len(pairs)]))
     within = np.arange(len(pairs)) - group_start
