@@ -7,8 +7,8 @@ that is a dozen array passes per query, and a batch gathers every query's
 codes first; compiled, it is one pass over each query's candidates with
 nothing gathered. On the real corpus (121,800 MiniLM vectors, the
 defaults: nlist 1,024, 96 probes; benchmarks/results/floor.md, both
-scorers interleaved in one run) `query_many` of 300 queries answered 1,480
-queries/s against numpy's 854, and one `query` took 1.93 ms against 2.22
+scorers interleaved in one run) `query_many` of 300 queries answered 1,747
+queries/s against numpy's 933, and one `query` took 1.56 ms against 1.88
 (p50); the answers were the same (and tests/test_kernels.py compares them).
 
 A query that reranks a fixed depth (no top_p, no filter) also keeps its
