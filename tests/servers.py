@@ -61,17 +61,46 @@ class RedisServer:
             from lshrs.embedded import server_binary
 
             binary = server_binary()
-        self.port = free_port()
         self.workdir = tempfile.mkdtemp(prefix="lshrs-redis-")
-        args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        self.proc = subprocess.Popen([binary, *args, "--dir", self.workdir], stdout=subprocess.DEVNULL)
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        wait_until(lambda: redis.Redis.from_url(self.url).ping())
+        for _ in range(5):
+            self.port = free_port()
+            args = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            self.proc = subprocess.Popen([binary, *args, "--dir", self.workdir], stdout=subprocess.DEVNULL)
+            self.url = f"redis://127.0.0.1:{self.port}/0"
+            if started_here(self.proc, self.url):
+                return
+            self.proc.kill()
+            self.proc.wait(10)
+        raise RuntimeError("redis-server: five free ports in a row were taken before it could bind one")
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def started_here(proc: subprocess.Popen, url: str, timeout: float = 30.0) -> bool:
+    """Wait until the redis-server `proc` answers at `url`; False when another process answers there.
+
+    A free port can be taken between `free_port()` and the server's bind,
+    by another test suite running beside this one: that suite's server then
+    answered our pings, and our tests ran against it (a CI run beside a
+    local run failed that way). So the answer must come from our process.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return False
+        try:
+            with redis.Redis.from_url(url) as client:
+                info = client.info()
+        except redis.ConnectionError:
+            info = None
+        if info is None or info.get("loading"):  # INFO answers while a restart still loads its data
+            time.sleep(0.05)
+            continue
+        return int(info["process_id"]) == proc.pid
+    raise RuntimeError("server did not come up in time")
 
 
 class Postgres:

@@ -22,7 +22,7 @@ import psycopg
 import pytest
 import redis
 from conftest import clustered
-from servers import Postgres, debian_pg_bindir, free_port, wait_until
+from servers import Postgres, debian_pg_bindir, free_port, started_here, wait_until
 
 from lshrs import LSHRS, MemoryStore, PostgresStore, SQLiteStore, locks, writes
 from lshrs.buckets import Buckets
@@ -106,7 +106,8 @@ class PersistentRedis:
         args += ["--appendonly", "yes", "--appendfsync", "always"]
         binary = shutil.which("redis-server") or "redis-server"
         self.proc = subprocess.Popen([binary, *args], stdout=subprocess.DEVNULL)
-        wait_until(lambda: redis.Redis.from_url(self.url).ping())
+        if not started_here(self.proc, self.url):  # a restart keeps its port: it cannot pick another
+            raise RuntimeError(f"port {self.port} was taken by another server before this one could bind it")
 
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
