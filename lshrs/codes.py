@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from lshrs import inputs
+from lshrs.ranking import top_positions
 
 # Candidates per query that get the asymmetric score after a Hamming pass (code_scores).
 PREFILTER = 1024
@@ -65,10 +66,7 @@ def prefilter(distances: NDArray[np.int64]) -> NDArray[np.int64]:
     """
     if len(distances) <= PREFILTER:
         return np.arange(len(distances))
-    cut = np.partition(distances, PREFILTER - 1)[PREFILTER - 1]
-    below = np.flatnonzero(distances < cut)
-    at_cut = np.flatnonzero(distances == cut)[: PREFILTER - len(below)]
-    return np.sort(np.concatenate([below, at_cut]))
+    return top_positions(-distances, PREFILTER)
 
 
 def hamming_pairs(

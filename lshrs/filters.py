@@ -126,23 +126,13 @@ def passing_by_code(
     kept: list[Pairs] = []
     shares = np.full(len(vecs), np.nan)
     for q, lo, hi in ranking.runs(found.query):
-        order = found.ids[lo:hi][_best_first(found.value[lo:hi], most)]
+        order = found.ids[lo:hi][ranking.best_first(found.value[lo:hi], most)]
         passing, shares[q] = yield from _walk(order, want, depth, predicate, stop_below)
         if len(passing):
             one = Pairs(np.zeros(len(passing), np.int64), passing.ids, np.zeros(len(passing)))
             best = ranking.head(ranking.cosine_pairs(one, vecs[q : q + 1], passing), np.array([top_k]))
             kept.append(Pairs(best.query + q, best.ids, best.value))
     return (Pairs.concat(*kept) if kept else found.take(np.zeros(len(found), bool))), shares
-
-
-def _best_first(values: NDArray[np.float64], most: int) -> NDArray[np.int64]:
-    """Positions of the `most` highest values, highest first, ties in position order.
-
-    Partitioned before sorting: a walk reads at most `most` of a query's
-    8,000-odd candidates, so only those are sorted.
-    """
-    top = np.arange(len(values)) if len(values) <= most else np.sort(np.argpartition(-values, most - 1)[:most])
-    return top[np.argsort(-values[top], kind="stable")]
 
 
 def _walk(

@@ -7,6 +7,7 @@ looping over queries in Python. No I/O: the verbs hand it what they read.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -124,20 +125,27 @@ def best_per_query(pairs: Pairs, limits: NDArray[np.int64]) -> Pairs:
 
 
 def _best_of_run(pairs: Pairs, k: int) -> Pairs:
+    keep = best_first(pairs.value, k)
+    return Pairs(pairs.query[keep], pairs.ids[keep], pairs.value[keep])
+
+
+def best_first(value: NDArray[Any], k: int) -> NDArray[np.int64]:
+    """Positions of the k largest values (all of them when there are fewer), largest first, ties to the earlier.
+
+    Partitioned before sorting, so only the k kept are sorted (a query has
+    thousands of candidates and keeps a few hundred).
+    """
     if k <= 0:
-        return pairs.take(np.zeros(len(pairs), bool))
-    if k < len(pairs):
-        keep = _top_positions(pairs.value, k)
-        pairs = Pairs(pairs.query[keep], pairs.ids[keep], pairs.value[keep])
-    order = np.argsort(-pairs.value, kind="stable")
-    return Pairs(pairs.query[order], pairs.ids[order], pairs.value[order])
+        return np.empty(0, np.int64)
+    top = np.arange(len(value)) if len(value) <= k else top_positions(value, k)
+    return top[np.argsort(-value[top], kind="stable")]
 
 
-def _top_positions(value: NDArray[np.float64], k: int) -> NDArray[np.int64]:
-    """Positions of the k largest values, ascending; ties at the cut go to the earlier position.
+def top_positions(value: NDArray[Any], k: int) -> NDArray[np.int64]:
+    """Positions of the k largest of more than k values, ascending; ties at the cut go to the earlier position.
 
-    Deterministic where argpartition is not, so the compiled scorer
-    (lshrs._compiled.best_runs) keeps exactly the same candidates.
+    Deterministic where argpartition is not, so the numpy paths keep exactly
+    the candidates the compiled scorer keeps (lshrs._compiled).
     """
     negated = -value
     cut = np.partition(negated, k - 1)[k - 1]
