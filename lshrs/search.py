@@ -203,12 +203,10 @@ def _search(
         walk = filters.passing_by_code(found, vecs, req.top_k, depth_one, req.predicate, stop_below)
         passing, shares = yield from walk
         return passing, count, shares
-    if family.code_bytes and limits is not None:  # the codes score them: rerank the top_p share
+    if limits is None:  # every candidate, or (codes) the best few hundred, chosen as they were scored
+        chosen = found
+    elif family.code_bytes:  # the codes score them: rerank the top_p share
         chosen = ranking.best_per_query(found, limits)
-    elif family.code_bytes:  # the best few hundred by code, chosen as they were scored
-        chosen = found
-    elif limits is None:
-        chosen = found
     elif index.sketches is None:
         chosen = ranking.head(found, limits)
     else:
