@@ -150,14 +150,7 @@ def test_a_compiler_that_fails_leaves_numpy_and_a_warning(monkeypatch, caplog):
 
     caplog.set_level(logging.WARNING, logger="lshrs")
     monkeypatch.setattr(_compiled, "score_runs", broken)
-    kernels.score_runs.cache_clear()
-    try:
-        assert kernels.score_runs() is None
-        assert "could not compile the code scorer (no LLVM here)" in caplog.text
-    finally:
-        monkeypatch.undo()
-        kernels.score_runs.cache_clear()
-    assert kernels.score_runs() is not None
+    assert_falls_back(monkeypatch, caplog, "could not compile the code scorer (no LLVM here)")
 
 
 def test_a_numba_that_cannot_set_up_its_cache_leaves_numpy(monkeypatch, caplog):
@@ -174,10 +167,15 @@ def test_a_numba_that_cannot_set_up_its_cache_leaves_numpy(monkeypatch, caplog):
     monkeypatch.delitem(sys.modules, "lshrs._compiled", raising=False)
     monkeypatch.delattr(lshrs, "_compiled", raising=False)
     monkeypatch.setattr(sys, "meta_path", [NoCache(), *sys.meta_path])
+    assert_falls_back(monkeypatch, caplog, "no locator available")
+
+
+def assert_falls_back(monkeypatch, caplog, message: str) -> None:
+    """While monkeypatch's changes hold, the guard gives numpy and logs `message`; undone, the compiler again."""
     kernels.score_runs.cache_clear()
     try:
         assert kernels.score_runs() is None
-        assert "no locator available" in caplog.text
+        assert message in caplog.text
     finally:
         monkeypatch.undo()
         kernels.score_runs.cache_clear()
