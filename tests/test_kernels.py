@@ -30,11 +30,12 @@ def fitted(dim: int, n: int = 12_000) -> tuple[Centroids, np.ndarray, np.ndarray
     return family, family.rank_codes(vectors), queries
 
 
-def both(monkeypatch, family, queries, query_index, codes, at=None) -> tuple[np.ndarray, np.ndarray]:
-    compiled = family.code_scores(queries, query_index, codes, at)
+def both(monkeypatch, method, *args) -> tuple:
+    """`method(*args)` compiled, then on the numpy path."""
+    compiled = method(*args)
     with monkeypatch.context() as m:
         numpy_path(m)
-        plain = family.code_scores(queries, query_index, codes, at)
+        plain = method(*args)
     return compiled, plain
 
 
@@ -52,7 +53,7 @@ def test_the_compiler_is_used_when_numba_is_installed():
 def test_one_query_keeps_and_scores_what_numpy_does(monkeypatch, dim):
     family, codes, queries = fitted(dim)
     assert len(codes) > PREFILTER  # the cut falls among ties of the small integer distances
-    compiled, plain = both(monkeypatch, family, queries[:1], np.zeros(len(codes), np.int64), codes)
+    compiled, plain = both(monkeypatch, family.code_scores, queries[:1], np.zeros(len(codes), np.int64), codes)
     assert np.isfinite(plain).sum() == PREFILTER
     assert_same(compiled, plain)
 
@@ -64,26 +65,18 @@ def test_a_batch_with_shared_codes_matches_numpy(monkeypatch):
     sizes = [3_000, 0, 700, 5_000, 1, 2_500]  # runs longer and shorter than PREFILTER, and empty
     query_index = np.repeat(np.arange(len(sizes)), sizes)
     at = rng.integers(0, len(codes), len(query_index))
-    compiled, plain = both(monkeypatch, family, queries[: len(sizes)], query_index, codes, at)
+    compiled, plain = both(monkeypatch, family.code_scores, queries[: len(sizes)], query_index, codes, at)
     assert_same(compiled, plain)
     assert np.isfinite(compiled[query_index == 2]).all()  # a run shorter than PREFILTER keeps everything
 
 
 def test_no_candidates(monkeypatch):
     family, codes, queries = fitted(384, n=2_000)
-    compiled, plain = both(monkeypatch, family, queries[:1], np.empty(0, np.int64), codes[:0])
+    compiled, plain = both(monkeypatch, family.code_scores, queries[:1], np.empty(0, np.int64), codes[:0])
     assert compiled.shape == plain.shape == (0,)
-    (kept, best), (kept_np, best_np) = best_both(monkeypatch, family, queries[:1], np.empty(0, np.int64), codes[:0],
-                                                 None, 10)  # fmt: skip
+    none = np.empty(0, np.int64)
+    (kept, best), (kept_np, best_np) = both(monkeypatch, family.best_by_code, queries[:1], none, codes[:0], None, 10)
     assert kept.shape == kept_np.shape == best.shape == best_np.shape == (0,)
-
-
-def best_both(monkeypatch, family, queries, query_index, codes, at, depth):
-    compiled = family.best_by_code(queries, query_index, codes, at, depth)
-    with monkeypatch.context() as m:
-        numpy_path(m)
-        plain = family.best_by_code(queries, query_index, codes, at, depth)
-    return compiled, plain
 
 
 @pytest.mark.parametrize("depth", [1, 200, PREFILTER + 500])  # past PREFILTER: unscored ones fill, by position
@@ -96,8 +89,8 @@ def test_the_best_by_code_are_those_numpy_keeps(monkeypatch, depth):
     query_index = np.repeat(np.arange(len(sizes)), sizes)
     at = rng.permutation(len(codes))[: len(query_index)]
     at[:2_000:2] = at[1:2_000:2]  # the same code twice within a run
-    (kept, best), (kept_np, best_np) = best_both(
-        monkeypatch, family, queries[: len(sizes)], query_index, codes, at, depth
+    (kept, best), (kept_np, best_np) = both(
+        monkeypatch, family.best_by_code, queries[: len(sizes)], query_index, codes, at, depth
     )
     assert np.array_equal(kept, kept_np)
     np.testing.assert_allclose(best, best_np, rtol=1e-5, atol=1e-4)
