@@ -154,3 +154,16 @@ def test_a_rare_filter_without_sql_is_still_answered_exactly(make_index):
         hits = lsh.query(query, top_k=10, filter={"k": 0})
         scores = (vectors[allowed] @ query) / np.linalg.norm(vectors[allowed], axis=1) / np.linalg.norm(query)
         assert [h.id for h in hits] == allowed[np.argsort(-scores)[:10]].tolist()
+
+
+def test_the_walk_takes_code_ties_at_its_cut_in_position_order():
+    """The filter walk reads each query's best candidates by code through ranking.best_first; its own copy
+    cut them with argpartition, so which of several equal scores made the cut was arbitrary."""
+    from lshrs import ranking
+
+    values = np.zeros(5_000)
+    values[[4_000, 17]] = 1.0
+    expected = [17, 4_000] + [i for i in range(102) if i != 17]
+    assert ranking.best_first(values, 103).tolist() == expected
+    assert ranking.best_first(values, 0).tolist() == []
+    assert ranking.best_first(values[:3], 10).tolist() == [0, 1, 2]
